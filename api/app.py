@@ -1,0 +1,96 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.types import ControllerRouterHandler
+
+from api.errors import EXCEPTION_HANDLERS
+from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContextMiddleware
+from api.routes import audit as audit_routes
+from api.routes import system
+from common import db
+from common.config import Settings, configure_logging, get_settings
+from workers import queue
+
+log = logging.getLogger("api")
+
+ROUTES: Sequence[ControllerRouterHandler] = (
+    system.health,
+    system.ready,
+    audit_routes.list_audit_log,
+)
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Support Billing",
+        version="1.0.0",
+        description=(
+            "Tiered premium support on Stripe: plans, subscriptions, fast-track incidents, "
+            "entitlements, SLA enforcement and service credits."
+        ),
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        components=Components(
+            security_schemes={
+                "ApiKey": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="An API key created with `support-billing keys create`.",
+                )
+            }
+        ),
+        security=[{"ApiKey": []}],
+        servers=[Server(url="/")],
+        use_handler_docstrings=True,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, extra_routes: Sequence[ControllerRouterHandler] = ()
+) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    async def startup(app: Litestar) -> None:
+        await db.open_pool()
+        app.state.redis = await queue.connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+
+    async def shutdown(app: Litestar) -> None:
+        await app.state.redis.aclose()
+        await db.close_pool()
+
+    def on_app_init(config: AppConfig) -> AppConfig:
+        config.state["settings"] = settings
+        return config
+
+    return Litestar(
+        route_handlers=[*ROUTES, *extra_routes],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        on_app_init=[on_app_init],
+        middleware=[
+            RequestContextMiddleware(),
+            AuthMiddleware(settings.rate_limit_per_minute),
+            IdempotencyMiddleware(settings.idempotency_ttl_hours),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=_openapi(),
+        request_max_body_size=1_048_576,
+        debug=False,
+        logging_config=None,
+    )
+
+
+def app_from_env() -> Any:
+    """Entry point for uvicorn (``api.app:app_from_env`` with ``--factory``)."""
+    return create_app()

@@ -1,0 +1,296 @@
+"""The ``support-billing`` command: run, api, worker, migrate, seed, keys, stripe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+from common.config import ConfigError, Settings, configure_logging, load_settings
+from common.embedded import Services, ensure_services, wait_for_port
+
+T = TypeVar("T")
+
+EMULATOR_API_KEY = "sk_test_emulator"
+EMULATOR_WEBHOOK_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - dev-only emulator secret, public by design
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        raise click.ClickException(f"configuration error: {e}") from e
+    configure_logging(settings)
+    return settings
+
+
+@contextlib.contextmanager
+def _services(settings: Settings, *, redis: bool = True) -> Iterator[Services]:
+    """Configured or embedded services, exported to the environment for this process."""
+    services = ensure_services(
+        settings.database_url,
+        settings.redis_url if redis else (settings.redis_url or "redis://unused"),
+        settings.data_dir,
+    )
+    services.export()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    async def with_pool() -> T:
+        from common import db
+
+        await db.open_pool(max_size=4)
+        try:
+            return await make()
+        finally:
+            await db.close_pool()
+
+    return asyncio.run(with_pool())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Support Billing: tiered premium support on Stripe, with SLA enforcement."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from common import db
+
+        _run(db.run_migrations)
+        click.echo("migrations applied")
+
+
+@main.command()
+def seed() -> None:
+    """Seed the default plan catalog when the catalog is empty."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        _run(_seed_catalog)
+
+
+async def _seed_catalog() -> None:
+    from billing import catalog
+
+    created = await catalog.seed_if_empty()
+    click.echo(f"catalog: {'seeded ' + ', '.join(created) if created else 'already present'}")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(["admin", "helpdesk", "finance"]))
+@click.option("--name", required=True, help="Who or what uses the key.")
+def keys_create(role: str, name: str) -> None:
+    """Create a key; the key itself is printed once, as the last line."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from common import apikeys
+        from common.audit import acting_as
+
+        async def create() -> tuple[Any, str]:
+            with acting_as("cli"):
+                return await apikeys.create_key(name, role)
+
+        info, secret = _run(create)
+        click.echo(f"created {info.role} key {info.id} ({info.name}), prefix {info.prefix}")
+        click.echo("store it now: it is shown only once")
+        click.echo(secret)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from common import apikeys
+
+        for info in _run(apikeys.list_keys):
+            state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "active"
+            click.echo(f"{info.id}  {info.prefix}  {info.role:<8}  {state:<18}  {info.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id or prefix."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from common import apikeys
+        from common.audit import acting_as
+
+        async def revoke() -> Any:
+            with acting_as("cli"):
+                return await apikeys.revoke_key(key_id)
+
+        try:
+            info = _run(revoke)
+        except apikeys.ApiKeyNotFound as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(f"revoked {info.id} ({info.name})")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default PORT or 8000).")
+@click.option("--workers", "processes", default=1, show_default=True, help="uvicorn processes.")
+def api(host: str | None, port: int | None, processes: int) -> None:
+    """Serve the API (services must be configured or already running)."""
+    import uvicorn
+
+    settings = _settings()
+    with _services(settings):
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=processes,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+
+
+@main.command()
+def worker() -> None:
+    """Run one arq worker."""
+    settings = _settings()
+    with _services(settings):
+        from arq.worker import run_worker
+
+        from workers.settings import WorkerSettings
+
+        run_worker(WorkerSettings)  # type: ignore[arg-type]
+
+
+@main.command()
+@click.option("--with-worker/--no-worker", default=True, show_default=True)
+def run(with_worker: bool) -> None:
+    """Everything for development: services, emulator, migrations, seed, API and a worker."""
+    settings = _settings()
+    children: list[subprocess.Popen[bytes]] = []
+    started = time.monotonic()
+    with _services(settings) as services:
+        env = dict(os.environ)
+        if settings.uses_stripe_emulator:
+            env.update(_start_emulator(settings, children))
+        os.environ.update(env)
+        from common import db
+
+        _run(db.run_migrations)
+        _run(_seed_catalog)
+        exe = sys.executable
+        children.append(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [
+                    exe,
+                    "-m",
+                    "api.cli",
+                    "api",
+                    "--host",
+                    settings.host,
+                    "--port",
+                    str(settings.port),
+                ],
+                env=env,
+            )
+        )
+        if with_worker:
+            children.append(subprocess.Popen([exe, "-m", "api.cli", "worker"], env=env))  # noqa: S603
+        base = f"http://{settings.host}:{settings.port}"
+        try:
+            wait_for_port(settings.host, settings.port, timeout=60)
+        except TimeoutError:
+            _stop(children)
+            raise click.ClickException("the API did not start; see the log above") from None
+        click.echo("")
+        click.echo(f"Support Billing is running ({time.monotonic() - started:.1f}s)")
+        click.echo(f"  API       {base}   (ready: {base}/ready)")
+        click.echo(f"  OpenAPI   {base}/schema   (JSON: {base}/schema/openapi.json)")
+        for line in services.describe():
+            click.echo(f"  {line}")
+        if settings.uses_stripe_emulator:
+            click.echo(f"  stripe: emulator at {env['STRIPE_API_BASE']}")
+        click.echo("  create a key:  uv run support-billing keys create --role admin --name me")
+        click.echo("  Ctrl-C stops everything")
+        _wait(children)
+
+
+def _start_emulator(settings: Settings, children: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+    port = settings.stripe_emulator_port
+    secret = settings.stripe_webhook_secret or EMULATOR_WEBHOOK_SECRET
+    webhook_url = f"http://{settings.host}:{settings.port}/v1/stripe/webhook"
+    children.append(
+        subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "stripe_emulator",
+                "--port",
+                str(port),
+                "--webhook-url",
+                webhook_url,
+                "--webhook-secret",
+                secret,
+            ],
+        )
+    )
+    wait_for_port("127.0.0.1", port, timeout=30)
+    return {
+        "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+        "STRIPE_API_KEY": EMULATOR_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": secret,
+    }
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def _wait(children: list[subprocess.Popen[bytes]]) -> None:
+    stop = False
+
+    def on_signal(signum: int, _: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop and all(child.poll() is None for child in children):
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping…")
+        _stop(children)
+
+
+if __name__ == "__main__":
+    main()

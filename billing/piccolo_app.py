@@ -1,0 +1,15 @@
+"""Piccolo app for the billing tables."""
+
+import os
+
+from piccolo.conf.apps import AppConfig
+
+from billing.tables import TABLES
+
+APP_CONFIG = AppConfig(
+    app_name="billing",
+    migrations_folder_path=os.path.join(os.path.dirname(__file__), "piccolo_migrations"),
+    table_classes=list(TABLES),
+    migration_dependencies=["common.piccolo_app"],
+    commands=[],
+)

@@ -1,0 +1,55 @@
+"""Platform tables shared by every domain: API keys, idempotency, audit log, outbox."""
+
+from __future__ import annotations
+
+from piccolo.columns import JSONB, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class ApiKey(Table, tablename="api_key"):
+    id = Varchar(length=40, primary_key=True)
+    name = Varchar(length=200)
+    role = Varchar(length=20)
+    prefix = Varchar(length=20, unique=True, index=True)
+    secret_hash = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class IdempotencyRecord(Table, tablename="idempotency_record"):
+    """One POST per (api key, Idempotency-Key); ``status_code`` null while in flight."""
+
+    id = Varchar(length=40, primary_key=True)
+    api_key_id = Varchar(length=40, index=True)
+    key = Varchar(length=255)
+    method = Varchar(length=10)
+    path = Text()
+    fingerprint = Varchar(length=64)
+    status_code = Integer(null=True, default=None)
+    response_headers = JSONB(default={})
+    response_body = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz(index=True)
+
+
+class AuditLog(Table, tablename="audit_log"):
+    id = Varchar(length=40, primary_key=True)
+    at = Timestamptz(default=TimestamptzNow(), index=True)
+    actor = Varchar(length=200)
+    action = Varchar(length=100, index=True)
+    entity_type = Varchar(length=50)
+    entity_id = Varchar(length=100, index=True)
+    before = JSONB(null=True, default=None)
+    after = JSONB(null=True, default=None)
+    request_id = Varchar(length=64, null=True, default=None)
+
+
+class OutboundEvent(Table, tablename="outbound_event"):
+    """An event for helpdesk webhooks (``sla.breached``, ``entitlement.updated``…)."""
+
+    id = Varchar(length=40, primary_key=True)
+    type = Varchar(length=60, index=True)
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)
+    customer_id = Varchar(length=40, null=True, default=None, index=True)
+    data = JSONB(default={})

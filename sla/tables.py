@@ -1,0 +1,7 @@
+"""Piccolo tables of the sla domain."""
+
+from __future__ import annotations
+
+from piccolo.table import Table
+
+TABLES: tuple[type[Table], ...] = ()

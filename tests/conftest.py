@@ -1,0 +1,183 @@
+"""Fixtures: real PostgreSQL and Redis (the machine's when configured, else embedded)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import Worker
+
+from common import apikeys, db
+from common.config import PROJECT_ROOT, Settings, load_settings
+from common.embedded import Services, ensure_services
+
+# Tables emptied after each test; the migration bookkeeping stays.
+_KEEP = {"migration"}
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    running = ensure_services(
+        os.environ.get("DATABASE_URL") or None,
+        os.environ.get("REDIS_URL") or None,
+        PROJECT_ROOT / ".data",
+        database="support_billing_test",
+    )
+    running.export()
+    os.environ.setdefault("APP_ENV", "test")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+async def database(services: Services) -> AsyncIterator[None]:
+    """A schema built by the migrations, once per session."""
+    await db.open_pool(max_size=20)
+    await db.engine().run_ddl("DROP SCHEMA IF EXISTS public CASCADE")
+    await db.engine().run_ddl("CREATE SCHEMA public")
+    await db.run_migrations()
+    yield
+    await db.close_pool()
+
+
+async def _truncate_all() -> None:
+    rows = await db.engine().run_ddl("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    names = [r["tablename"] for r in rows if r["tablename"] not in _KEEP]
+    if names:
+        await db.engine().run_ddl(
+            "TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"
+        )
+
+
+@pytest.fixture
+async def clean_db(database: None) -> AsyncIterator[None]:
+    """An empty database for this test (tables emptied after it)."""
+    apikeys.clear_cache()
+    yield
+    await _truncate_all()
+
+
+@pytest.fixture
+async def redis(services: Services) -> AsyncIterator[ArqRedis]:
+    from workers import queue
+
+    pool = await queue.connect(services.redis_url)
+    await pool.flushdb()
+    yield pool
+    await pool.flushdb()
+    await pool.aclose()
+
+
+@pytest.fixture
+def settings(services: Services) -> Settings:
+    return load_settings({**os.environ, "APP_ENV": "test", "RATE_LIMIT_PER_MINUTE": "0"})
+
+
+@pytest.fixture
+def make_client(clean_db: None, redis: ArqRedis) -> Callable[..., Any]:
+    """Build an app with some settings overridden and an httpx client on the same loop."""
+    import contextlib
+
+    from api.app import create_app
+
+    @contextlib.asynccontextmanager
+    async def build(**overrides: str) -> AsyncIterator[httpx.AsyncClient]:
+        env = {**os.environ, "APP_ENV": "test", "RATE_LIMIT_PER_MINUTE": "0", **overrides}
+        app = create_app(load_settings(env))
+        # The startup/shutdown hooks run on this loop (an anyio lifespan task group
+        # cannot span pytest-asyncio's separate setup and teardown tasks).
+        for hook in app.on_startup:
+            await hook(app)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                yield c
+        finally:
+            for hook in app.on_shutdown:
+                await hook(app)
+
+    return build
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as c:
+        yield c
+
+
+async def _key(role: str) -> str:
+    _, secret = await apikeys.create_key(f"test {role}", role)
+    return secret
+
+
+@pytest.fixture
+async def admin_headers(clean_db: None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await _key('admin')}"}
+
+
+@pytest.fixture
+async def helpdesk_headers(clean_db: None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await _key('helpdesk')}"}
+
+
+@pytest.fixture
+async def finance_headers(clean_db: None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await _key('finance')}"}
+
+
+class DrainWorker(Worker):
+    """arq's burst worker, stopping once nothing is due *now*.
+
+    arq's own burst mode waits until the queue is empty, which never happens while
+    deferred jobs (deadline checks due later) sit in it.
+    """
+
+    async def main(self) -> None:
+        from arq.connections import create_pool, log_redis_info  # noqa: F401
+        from arq.utils import timestamp_ms
+
+        if self._pool is None:
+            self._pool = await create_pool(self.redis_settings, default_queue_name=self.queue_name)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        while True:
+            await self._poll_iteration()
+            await asyncio.gather(*self.tasks.values())
+            due = await self.pool.zcount(self.queue_name, float("-inf"), timestamp_ms())
+            if due == 0:
+                await self._poll_iteration()  # reap finished tasks, surface their errors
+                return
+
+
+@pytest.fixture
+def run_worker(redis: ArqRedis, clean_db: None, services: Services) -> Callable[[], Awaitable[int]]:
+    """Run a real arq worker in burst mode until the queue has nothing due; returns jobs run."""
+    from workers import runtime
+    from workers.queue import QUEUE_NAME, redis_settings
+    from workers.settings import FUNCTIONS
+
+    async def run() -> int:
+        worker = DrainWorker(
+            functions=FUNCTIONS,
+            redis_settings=redis_settings(services.redis_url),
+            queue_name=QUEUE_NAME,
+            burst=True,
+            poll_delay=0,
+            on_startup=runtime.startup,
+            on_shutdown=runtime.shutdown,
+            handle_signals=False,
+            max_jobs=20,
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        return worker.jobs_complete + worker.jobs_failed
+
+    return run
