@@ -16,6 +16,9 @@ from litestar.types import ControllerRouterHandler
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContextMiddleware
 from api.routes import audit as audit_routes
+from api.routes import billing as billing_routes
+from api.routes import incidents as incident_routes
+from api.routes import webhooks as webhook_routes
 from api.routes import system
 from common import db
 from common.config import Settings, configure_logging, get_settings
@@ -27,6 +30,9 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     system.health,
     system.ready,
     audit_routes.list_audit_log,
+    *billing_routes.ROUTES,
+    *incident_routes.ROUTES,
+    *webhook_routes.ROUTES,
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-from workers import jobs, runtime
+from workers import billing_jobs, jobs, runtime, sla_jobs, webhook_jobs
 from workers.queue import QUEUE_NAME, redis_settings
 
 
@@ -16,9 +16,18 @@ def _redis() -> RedisSettings:
     return redis_settings(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
-FUNCTIONS: list[Any] = [jobs.noop, jobs.purge_idempotency_records]
+FUNCTIONS: list[Any] = [
+    jobs.noop,
+    jobs.purge_idempotency_records,
+    *billing_jobs.FUNCTIONS,
+    *sla_jobs.FUNCTIONS,
+    *webhook_jobs.FUNCTIONS,
+]
 CRON_JOBS: list[Any] = [
     cron(jobs.purge_idempotency_records, minute=set(range(0, 60, 10)), unique=True),
+    *billing_jobs.CRON_JOBS,
+    *sla_jobs.CRON_JOBS,
+    *webhook_jobs.CRON_JOBS,
 ]
 
 

@@ -1,0 +1,266 @@
+"""msgspec shapes of the billing domain: requests (``…Create``) and frozen responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from common.money import Money
+
+Priority = Literal["p1", "p2", "p3", "p4"]
+PRIORITIES: tuple[Priority, ...] = ("p1", "p2", "p3", "p4")
+Coverage = Literal["24x7", "business_hours"]
+Interval = Literal["month", "year"]
+PlanCode = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{1,59}$", examples=["business"])]
+Amount = Annotated[int, msgspec.Meta(ge=0, le=10_000_000_00)]
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=60 * 24 * 30)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Currency = Annotated[str, msgspec.Meta(pattern="^[a-z]{3}$")]
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A first-response target for one priority."""
+
+    first_response_minutes: Minutes
+    coverage: Coverage
+    update_minutes: Minutes | None = None
+
+
+# ---------------------------------------------------------------- plans
+
+
+class PlanCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    code: PlanCode
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    currency: Currency = "usd"
+    monthly_price: Amount
+    annual_price: Amount
+    targets: dict[Priority, Target]
+    included_incidents: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    overage_price: Amount | None = None
+    fast_track_price: Amount | None = None
+    fast_track_minutes: Minutes | None = None
+    credit_percent: Percent = 0
+    credit_cap_percent: Percent = 0
+
+
+class PlanUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Fields to change; anything omitted is carried over into the new version."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    monthly_price: Amount | None = None
+    annual_price: Amount | None = None
+    targets: dict[Priority, Target] | None = None
+    included_incidents: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    overage_price: Amount | None = None
+    fast_track_price: Amount | None = None
+    fast_track_minutes: Minutes | None = None
+    credit_percent: Percent | None = None
+    credit_cap_percent: Percent | None = None
+
+
+class CreditPolicy(msgspec.Struct, frozen=True):
+    percent_per_breach: int
+    cap_percent_per_period: int
+
+
+class Plan(msgspec.Struct, frozen=True):
+    id: str
+    code: str
+    version: int
+    name: str
+    description: str
+    currency: str
+    monthly_price: Money
+    annual_price: Money
+    targets: dict[str, Target]
+    included_incidents: int | None
+    overage_price: Money | None
+    fast_track_price: Money | None
+    fast_track_minutes: int | None
+    fast_track_included: bool
+    credit_policy: CreditPolicy
+    is_current: bool
+    created_at: datetime
+    stripe_product_id: str | None = None
+    stripe_price_ids: dict[str, str] = {}
+
+
+# ---------------------------------------------------------------- customers
+
+
+class CustomerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    email: Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] | None = None
+    # {"mon": ["09:00-17:00"], "tue": [...], ...}; missing days are closed
+    business_hours: dict[str, list[str]] | None = None
+
+
+class Customer(msgspec.Struct, frozen=True):
+    id: str
+    external_id: str
+    name: str
+    email: str
+    timezone: str
+    country: str | None
+    business_hours: dict[str, list[str]] | None
+    stripe_customer_id: str | None
+    has_payment_method: bool
+    created_at: datetime
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    plan: PlanCode
+    interval: Interval = "month"
+    mode: Literal["checkout", "charge_saved_method", "send_invoice"] = "checkout"
+    success_url: str | None = None
+    cancel_url: str | None = None
+    days_until_due: Annotated[int, msgspec.Meta(ge=1, le=90)] = 30
+
+
+class SubscriptionChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    plan: PlanCode
+    interval: Interval = "month"
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    id: str
+    customer_id: str
+    plan: str
+    plan_version: int
+    interval: str
+    status: str
+    collection_method: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    stripe_subscription_id: str | None
+    created_at: datetime
+
+
+class SubscriptionCreated(msgspec.Struct, frozen=True):
+    subscription: Subscription
+    checkout_url: str | None = None
+
+
+class ProrationLine(msgspec.Struct, frozen=True):
+    description: str
+    amount: int
+    proration: bool
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+class ProrationPreview(msgspec.Struct, frozen=True):
+    customer_id: str
+    from_plan: str
+    to_plan: str
+    interval: str
+    proration_date: datetime
+    currency: str
+    prorations: Money
+    amount_due: Money
+    lines: list[ProrationLine]
+
+
+class PortalSession(msgspec.Struct, frozen=True):
+    url: str
+
+
+# ---------------------------------------------------------------- fast-track
+
+
+class FastTrackPurchaseCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    mode: Literal["checkout", "charge_saved_method"] = "checkout"
+    success_url: str | None = None
+    cancel_url: str | None = None
+
+
+class FastTrackPurchase(msgspec.Struct, frozen=True):
+    id: str
+    customer_id: str
+    quantity: int
+    unit_price: Money
+    total: Money
+    mode: str
+    status: str
+    checkout_url: str | None
+    failure_reason: str | None
+    created_at: datetime
+    paid_at: datetime | None
+    refunded_quantity: int
+
+
+# ---------------------------------------------------------------- entitlement
+
+
+class IncidentAllowance(msgspec.Struct, frozen=True):
+    included: int | None  # None: unlimited
+    used: int
+    remaining: int | None
+
+
+class FastTrackEntitlement(msgspec.Struct, frozen=True):
+    credits: int
+    price: Money | None  # None: not sold on this plan
+    first_response_minutes: int | None
+    included: bool  # the plan itself fast-tracks every incident
+    coverage: Coverage = "24x7"  # a fast-tracked incident's clock always runs
+
+
+class Entitlement(msgspec.Struct, frozen=True):
+    """What a customer may expect at ``at`` (the API.md entitlement object)."""
+
+    customer_id: str
+    at: datetime
+    tier: str
+    plan_version: int | None
+    subscription_status: str | None
+    valid_until: datetime | None
+    targets: dict[str, Target]
+    incidents: IncidentAllowance
+    fast_track: FastTrackEntitlement
+    in_grace_period: bool = False
+    plan_id: str | None = None
+    subscription_id: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    monthly_price: Money | None = None
+    overage_price: Money | None = None
+    credit_policy: CreditPolicy | None = None
+
+
+class IncidentClaim(msgspec.Struct, frozen=True):
+    """What billing decided when an incident was opened (idempotent per incident)."""
+
+    incident_id: str
+    entitlement: Entitlement
+    fast_track_used: bool
+    fast_track_purchase_id: str | None
+    overage: bool
+    overage_amount: Money | None
+
+
+class ServiceCreditOutcome(msgspec.Struct, frozen=True):
+    id: str
+    incident_id: str
+    customer_id: str
+    kind: str  # refund, credit_note, none
+    amount: Money
+    status: str  # issued, skipped, failed, pending
+    reason: str
+    stripe_object_id: str | None
+    created_at: datetime
+    issued_at: datetime | None
