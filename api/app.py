@@ -20,6 +20,8 @@ from api.routes import billing as billing_routes
 from api.routes import incidents as incident_routes
 from api.routes import webhooks as webhook_routes
 from api.routes import system
+from billing.stripe_gateway import close as close_stripe
+from billing.stripe_gateway import configure_from_settings as configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue
@@ -68,10 +70,12 @@ def create_app(
     configure_logging(settings)
 
     async def startup(app: Litestar) -> None:
+        configure_stripe(settings)
         await db.open_pool()
         app.state.redis = await queue.connect(settings.redis_url or "redis://127.0.0.1:6379/0")
 
     async def shutdown(app: Litestar) -> None:
+        await close_stripe()
         await app.state.redis.aclose()
         await db.close_pool()
 

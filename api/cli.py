@@ -19,7 +19,7 @@ from common.embedded import Services, ensure_services, wait_for_port
 
 T = TypeVar("T")
 
-EMULATOR_API_KEY = "sk_test_emulator"
+from billing.stripe_gateway import EMULATOR_API_KEY  # noqa: E402 - after the TypeVar
 EMULATOR_WEBHOOK_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - dev-only emulator secret, public by design
 
 

@@ -74,8 +74,9 @@ class Subscription(Table, tablename="subscription"):
     stripe_subscription_id = Varchar(length=100, null=True, default=None, unique=True)
     stripe_checkout_session_id = Varchar(length=100, null=True, default=None, unique=True)
     stripe_item_id = Varchar(length=100, null=True, default=None)
-    # Stripe `created` of the last event applied: older events never overwrite newer state.
-    stripe_event_created = BigInt(default=0)
+    # Order key of the last Stripe state applied (see subscriptions.event_key):
+    # an older event never overwrites newer state.
+    stripe_event_key = Varchar(length=160, default="")
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -110,6 +111,7 @@ class FastTrackPurchase(Table, tablename="fast_track_purchase"):
     refunded_quantity = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
     paid_at = Timestamptz(null=True, default=None)
+    expires_at = Timestamptz(null=True, default=None, index=True)
 
 
 class FastTrackLedger(Table, tablename="fast_track_ledger"):
@@ -142,6 +144,7 @@ class IncidentUsage(Table, tablename="incident_usage"):
     overage_amount = BigInt(default=0)
     currency = Varchar(length=3, null=True, default=None)
     stripe_invoice_item_id = Varchar(length=100, null=True, default=None)
+    claim = JSONB(default={})  # the IncidentClaim answered, replayed on a second call
 
 
 class ServiceCredit(Table, tablename="service_credit"):

@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stripe_webhook_secret: str | None = None
     stripe_emulator_port: int = 12111
     stripe_max_retries: int = 3
+    stripe_timeout_seconds: float = 20.0
     public_base_url: str | None = None
     rate_limit_per_minute: int = 600
     idempotency_ttl_hours: int = 24
@@ -153,6 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_webhook_secret=webhook_secret,
         stripe_emulator_port=_int(env, "STRIPE_EMULATOR_PORT", 12111, minimum=1),
         stripe_max_retries=_int(env, "STRIPE_MAX_RETRIES", 3),
+        stripe_timeout_seconds=float(_int(env, "STRIPE_TIMEOUT_SECONDS", 20, minimum=1)),
         public_base_url=_url(env, "PUBLIC_BASE_URL", ("http", "https")),
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600),
         idempotency_ttl_hours=_int(env, "IDEMPOTENCY_TTL_HOURS", 24, minimum=1),

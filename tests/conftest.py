@@ -13,7 +13,8 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 
 from common import apikeys, db
-from common.config import PROJECT_ROOT, Settings, load_settings
+from billing.stripe_gateway import configure_from_settings
+from common.config import PROJECT_ROOT, Settings, get_settings, load_settings
 from common.embedded import Services, ensure_services
 
 # Tables emptied after each test; the migration bookkeeping stays.
@@ -30,7 +31,21 @@ def services() -> Iterator[Services]:
     )
     running.export()
     os.environ.setdefault("APP_ENV", "test")
+    from stripe_emulator.testing import start_emulator
+
+    # Every test talks to Stripe through the emulator (nothing reaches Stripe from here).
+    emulator = start_emulator()
+    os.environ.update({
+        "STRIPE_API_BASE": emulator.url,
+        "STRIPE_API_KEY": emulator.api_key,
+        "STRIPE_WEBHOOK_SECRET": emulator.webhook_secret,
+        "STRIPE_TIMEOUT_SECONDS": "3",
+    })
+    get_settings.cache_clear()
+    configure_from_settings(get_settings())
+    running.emulator = emulator  # type: ignore[attr-defined]
     yield running
+    emulator.stop()
     running.stop()
 
 
@@ -42,6 +57,9 @@ async def database(services: Services) -> AsyncIterator[None]:
     await db.engine().run_ddl("CREATE SCHEMA public")
     await db.run_migrations()
     yield
+    from billing.stripe_gateway import close
+
+    await close()
     await db.close_pool()
 
 

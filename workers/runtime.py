@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from common import db
+from billing.stripe_gateway import close as close_stripe
+from billing.stripe_gateway import configure_from_settings as configure_stripe
 from common.config import configure_logging, get_settings
 
 log = logging.getLogger("workers")
@@ -15,10 +17,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(settings)
     await db.open_pool(max_size=10)
+    configure_stripe(settings)
     ctx["settings"] = settings
     log.info("worker started", extra={"queue": "support-billing"})
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await close_stripe()
     await db.close_pool()
     log.info("worker stopped")

@@ -1,0 +1,209 @@
+"""Service credits for broken promises: the pure policy and its execution in Stripe."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import msgspec
+
+from billing import catalog, entitlements, schemas
+from billing.exceptions import StripeRejected, StripeUnavailable
+from billing.stripe_gateway import gateway
+from billing.tables import FastTrackLedger, FastTrackPurchase, IncidentUsage, ServiceCredit, Subscription
+from common import audit
+from common.clock import utcnow
+from common.db import engine
+from common.errors import NotFound
+from common.ids import new_id
+from common.money import Money, percent_of
+
+
+def plan_credit_amount(monthly_fee: int, percent: int, cap_percent: int, already: int) -> int:
+    """The credit for one breach: ``percent`` of the fee, within what the period cap leaves."""
+    cap = percent_of(monthly_fee, cap_percent)
+    return max(0, min(percent_of(monthly_fee, percent), cap - already))
+
+
+log = logging.getLogger("billing.credits")
+
+
+def _outcome(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
+    return schemas.ServiceCreditOutcome(
+        id=row.id, incident_id=row.incident_id, customer_id=row.customer_id, kind=row.kind,
+        amount=Money(row.amount, row.currency), status=row.status, reason=row.reason,
+        stripe_object_id=row.stripe_object_id, created_at=row.created_at, issued_at=row.issued_at,
+    )
+
+
+async def _decide(usage: IncidentUsage, claim: schemas.IncidentClaim) -> ServiceCredit:
+    """Work out the credit (not yet issued) from the snapshot the incident was opened under."""
+    ent = claim.entitlement
+    row = ServiceCredit(
+        id=new_id("scr"), incident_id=usage.incident_id, customer_id=usage.customer_id,
+        kind="none", amount=0, currency="usd", status="skipped", created_at=utcnow(),
+        period_start=ent.period_start,
+    )
+    if claim.fast_track_used and claim.fast_track_purchase_id:
+        purchase = await FastTrackPurchase.objects().where(
+            FastTrackPurchase.id == claim.fast_track_purchase_id
+        ).first()
+        if purchase is not None and purchase.stripe_payment_intent_id:
+            row.kind, row.amount, row.currency = "refund", purchase.unit_amount, purchase.currency
+            row.reason = "fast-track response deadline missed: the fast-track payment is refunded"
+            row.status = "pending"
+            return row
+    if ent.subscription_id is None or ent.credit_policy is None or ent.plan_id is None:
+        row.reason = f"no service credit on the {ent.tier} tier"
+        return row
+    plan = await catalog.plan_by_id(ent.plan_id)
+    sub = await Subscription.objects().where(Subscription.id == ent.subscription_id).first()
+    interval = sub.interval if sub else "month"
+    fee = entitlements.monthly_fee(plan, interval)
+    already = await _credited_in_period(usage.customer_id, ent.period_start)
+    amount = plan_credit_amount(fee.amount, plan.credit_policy.percent_per_breach,
+                                plan.credit_policy.cap_percent_per_period, already)
+    row.currency = fee.currency
+    if amount <= 0:
+        row.reason = (
+            "no credit: the plan grants none" if plan.credit_policy.percent_per_breach == 0
+            else "no credit: this period's cap is reached"
+        )
+        return row
+    row.kind, row.amount, row.status = "credit_note", amount, "pending"
+    row.reason = (
+        f"{plan.credit_policy.percent_per_breach}% of the {plan.name} monthly fee for a "
+        "missed response deadline"
+    )
+    return row
+
+
+async def _credited_in_period(customer_id: str, period_start: datetime | None) -> int:
+    rows = await ServiceCredit.select(ServiceCredit.amount).where(
+        (ServiceCredit.customer_id == customer_id)
+        & (ServiceCredit.kind == "credit_note")
+        & (ServiceCredit.status.is_in(["issued", "pending"]))
+        & (ServiceCredit.period_start == period_start)
+    )
+    return sum(int(r["amount"]) for r in rows)
+
+
+async def issue_breach_credit(incident_id: str) -> schemas.ServiceCreditOutcome:
+    """Decide and pay the credit for a breached incident, exactly once."""
+    async with engine().transaction():
+        usage = await IncidentUsage.objects().where(
+            IncidentUsage.incident_id == incident_id
+        ).output(load_json=True).first()
+        if usage is None:
+            raise NotFound(f"no billing record of incident {incident_id!r}")
+        # The customer lock serialises the per-period cap across concurrent breaches.
+        await IncidentUsage.raw("SELECT id FROM customer WHERE id = {} FOR UPDATE",
+                                usage.customer_id)
+        row = await ServiceCredit.objects().where(
+            ServiceCredit.incident_id == incident_id
+        ).first()
+        if row is None:
+            claim = msgspec.convert(usage.claim, schemas.IncidentClaim)
+            row = await _decide(usage, claim)
+            await row.save()
+            await audit.record("service_credit.decided", "service_credit", row.id,
+                               after=_outcome(row))
+    if row.status in ("issued", "skipped"):
+        return _outcome(row)
+    return await _pay(row)
+
+
+async def _pay(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
+    gw = gateway()
+    metadata = {"incident_id": row.incident_id, "customer_id": row.customer_id,
+                "service_credit_id": row.id}
+    try:
+        if row.kind == "refund":
+            usage = await IncidentUsage.objects().where(
+                IncidentUsage.incident_id == row.incident_id
+            ).first()
+            assert usage is not None and usage.fast_track_purchase_id
+            purchase = await FastTrackPurchase.objects().where(
+                FastTrackPurchase.id == usage.fast_track_purchase_id
+            ).first()
+            assert purchase is not None and purchase.stripe_payment_intent_id
+            stripe_obj = await gw.refund(
+                key=f"breach-{row.incident_id}", payment_intent=purchase.stripe_payment_intent_id,
+                amount=row.amount, metadata=metadata,
+            )
+        else:
+            usage = await IncidentUsage.objects().where(
+                IncidentUsage.incident_id == row.incident_id
+            ).first()
+            sub = await Subscription.objects().where(
+                Subscription.id == (usage.subscription_id if usage else None)
+            ).first()
+            if sub is None or not sub.stripe_subscription_id:
+                return await _finish(row, "skipped", None, None, "no Stripe subscription to credit")
+            invoice = await gw.latest_paid_invoice(sub.stripe_subscription_id)
+            if invoice is None:
+                return await _finish(row, "skipped", None, None, "no paid invoice to credit")
+            amount = min(row.amount, int(invoice.get("total", 0)) - int(
+                invoice.get("post_payment_credit_notes_amount", 0) or 0))
+            if amount <= 0:
+                return await _finish(row, "skipped", None, invoice["id"],
+                                     "the latest paid invoice is fully credited")
+            row.amount = amount
+            stripe_obj = await gw.credit_note(
+                key=f"breach-{row.incident_id}", invoice=invoice["id"], amount=amount,
+                memo=row.reason, metadata=metadata,
+            )
+            row.stripe_invoice_id = invoice["id"]
+    except (StripeUnavailable, StripeRejected) as e:
+        await ServiceCredit.update({ServiceCredit.last_error: e.detail, ServiceCredit.status: "failed"}
+                                   ).where(ServiceCredit.id == row.id)
+        raise
+    return await _finish(row, "issued", stripe_obj["id"], row.stripe_invoice_id, None)
+
+
+async def _finish(
+    row: ServiceCredit, status: str, stripe_id: str | None, invoice_id: str | None,
+    note: str | None,
+) -> schemas.ServiceCreditOutcome:
+    async with engine().transaction():
+        row.status = status
+        row.stripe_object_id = stripe_id
+        row.stripe_invoice_id = invoice_id
+        row.issued_at = utcnow() if status == "issued" else None
+        row.last_error = None
+        if status == "skipped":
+            row.kind = "none"
+            row.reason = note or row.reason
+        await row.save()
+        if status == "issued" and row.kind == "refund":
+            usage = await IncidentUsage.objects().where(
+                IncidentUsage.incident_id == row.incident_id
+            ).first()
+            if usage is not None and usage.fast_track_purchase_id:
+                # The used credit comes back and goes out again as refunded: the
+                # ledger keeps both movements, the balance does not change.
+                for delta, reason in ((1, "return"), (-1, "refund")):
+                    await FastTrackLedger.raw(
+                        "INSERT INTO fast_track_ledger (id, customer_id, delta, reason,"
+                        " purchase_id, incident_id, dedupe_key, created_at)"
+                        " VALUES ({}, {}, {}, {}, {}, {}, {}, {})"
+                        " ON CONFLICT (dedupe_key) DO NOTHING",
+                        new_id("ftl"), row.customer_id, delta, reason,
+                        usage.fast_track_purchase_id, row.incident_id,
+                        f"{reason}:{row.incident_id}", utcnow(),
+                    )
+        await audit.record(f"service_credit.{status}", "service_credit", row.id,
+                           after=_outcome(row))
+    return _outcome(row)
+
+
+async def list_credits(
+    customer_id: str | None, limit: int, starting_after: str | None
+) -> tuple[list[schemas.ServiceCreditOutcome], bool]:
+    query = ServiceCredit.objects().order_by(ServiceCredit.id, ascending=False).limit(limit + 1)
+    if customer_id:
+        query = query.where(ServiceCredit.customer_id == customer_id)
+    if starting_after:
+        query = query.where(ServiceCredit.id < starting_after)
+    rows = await query
+    return [_outcome(r) for r in rows[:limit]], len(rows) > limit

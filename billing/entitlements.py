@@ -1,0 +1,144 @@
+"""What a customer is entitled to at an instant: plan in force, allowance, fast-track."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from billing import catalog, schemas
+from billing.exceptions import CustomerNotFound
+from common.clock import utcnow
+from common.config import get_settings
+from billing.tables import Customer
+from common.money import Money
+
+GRANTING = ("active", "trialing")
+
+# One round trip: the customer, the subscription state in force at $2, the incidents
+# counted in its period and the unexpired fast-track balance.
+_NOW_SQL = """
+SELECT c.id AS customer_id, s.id AS subscription_id, s.plan_id, s.status,
+       s.current_period_start, s.current_period_end, s.past_due_since
+FROM customer c
+LEFT JOIN LATERAL (
+    SELECT id, plan_id, status, current_period_start, current_period_end, past_due_since
+    FROM subscription WHERE customer_id = c.id AND status <> 'incomplete'
+    ORDER BY (status IN ('active', 'trialing', 'past_due')) DESC, created_at DESC LIMIT 1
+) s ON true
+WHERE c.id = {}
+"""
+
+_HISTORY_SQL = """
+SELECT c.id AS customer_id, h.subscription_id, h.plan_id, h.status,
+       h.current_period_start, h.current_period_end, h.past_due_since
+FROM customer c
+LEFT JOIN LATERAL (
+    SELECT subscription_id, plan_id, status, current_period_start, current_period_end,
+           past_due_since
+    FROM subscription_history WHERE customer_id = c.id AND effective_at <= {}
+    ORDER BY effective_at DESC, id DESC LIMIT 1
+) h ON true
+WHERE c.id = {}
+"""
+
+_COUNTS_SQL = """
+SELECT
+  (SELECT count(*) FROM incident_usage
+    WHERE customer_id = {} AND opened_at >= {} AND opened_at < {}) AS used,
+  (SELECT coalesce(sum(l.delta), 0) FROM fast_track_ledger l
+     JOIN fast_track_purchase p ON p.id = l.purchase_id
+    WHERE l.customer_id = {} AND l.created_at <= {} AND p.expires_at > {}) AS credits
+"""
+
+
+def _month_bounds(at: datetime) -> tuple[datetime, datetime]:
+    start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+async def _fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
+    # Through Piccolo so the query joins the caller's transaction when there is one.
+    rows: list[dict[str, Any]] = await Customer.raw(sql, *args)
+    return rows
+
+
+def _grants_plan(status: str | None, past_due_since: datetime | None, at: datetime) -> bool:
+    if status in GRANTING:
+        return True
+    if status == "past_due":
+        grace = timedelta(days=get_settings().past_due_grace_days)
+        return past_due_since is None or at < past_due_since + grace
+    return False
+
+
+async def standard_plan() -> schemas.Plan:
+    return await catalog.get_plan(catalog.STANDARD)
+
+
+async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.Entitlement:
+    now = utcnow()
+    when = now if at is None else at.astimezone(UTC)
+    historical = at is not None and (now - when) > timedelta(seconds=5)
+    rows = await (
+        _fetch(_HISTORY_SQL, when, customer_id) if historical
+        else _fetch(_NOW_SQL, customer_id)
+    )
+    if not rows:
+        raise CustomerNotFound(f"no customer {customer_id!r}")
+    state = rows[0]
+    status = state["status"]
+    paid = state["plan_id"] is not None and _grants_plan(status, state["past_due_since"], when)
+    plan = await catalog.plan_by_id(state["plan_id"]) if paid else await standard_plan()
+    if paid and state["current_period_start"] and state["current_period_end"]:
+        period_start, period_end = state["current_period_start"], state["current_period_end"]
+    else:
+        period_start, period_end = _month_bounds(when)
+    counts = (
+        await _fetch(_COUNTS_SQL, customer_id, period_start, period_end, customer_id, when, when)
+    )[0]
+    used = int(counts["used"])
+    credits = max(0, int(counts["credits"]))
+    included = plan.included_incidents
+    valid_until = None
+    in_grace = False
+    if paid:
+        valid_until = state["current_period_end"]
+        if status == "past_due" and state["past_due_since"] is not None:
+            grace_end = state["past_due_since"] + timedelta(days=get_settings().past_due_grace_days)
+            valid_until = min(valid_until, grace_end) if valid_until else grace_end
+            in_grace = True
+    return schemas.Entitlement(
+        customer_id=customer_id,
+        at=when,
+        tier=plan.code,
+        plan_version=plan.version if paid else None,
+        subscription_status=status,
+        valid_until=valid_until,
+        targets=plan.targets,
+        incidents=schemas.IncidentAllowance(
+            included=included, used=used,
+            remaining=None if included is None else max(0, included - used),
+        ),
+        fast_track=schemas.FastTrackEntitlement(
+            credits=credits,
+            price=plan.fast_track_price,
+            first_response_minutes=plan.fast_track_minutes,
+            included=plan.fast_track_included,
+        ),
+        in_grace_period=in_grace,
+        plan_id=plan.id,
+        subscription_id=state["subscription_id"] if paid else None,
+        period_start=period_start,
+        period_end=period_end,
+        monthly_price=plan.monthly_price if paid else None,
+        overage_price=plan.overage_price if paid else None,
+        credit_policy=plan.credit_policy if paid else None,
+    )
+
+
+def monthly_fee(plan: schemas.Plan, interval: str) -> Money:
+    """The monthly fee a credit percentage applies to (an annual price spread over 12)."""
+    if interval == "year":
+        return Money(plan.annual_price.amount // 12, plan.currency)
+    return plan.monthly_price

@@ -1,0 +1,350 @@
+"""Subscriptions: created through Stripe, mirrored here, changed and cancelled."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from billing import catalog, customers, schemas
+from billing.exceptions import (
+    NoPaymentMethod,
+    PlanNotFound,
+    SubscriptionConflict,
+    SubscriptionNotFound,
+)
+from billing.stripe_gateway import StripeDict, gateway
+from billing.tables import Customer, Subscription, SubscriptionHistory
+from common import audit, outbox
+from common.clock import utcnow
+from common.db import engine
+from common.errors import InvalidRequest
+from common.ids import new_id
+from common.money import Money
+
+log = logging.getLogger("billing.subscriptions")
+
+LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused")
+# Tie-break for events stamped in the same second: later lifecycle stages win.
+_STATUS_RANK = {
+    "incomplete": 0, "trialing": 1, "active": 2, "past_due": 3, "unpaid": 4, "paused": 4,
+    "incomplete_expired": 5, "canceled": 6,
+}
+
+
+def _ts(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(int(value), UTC)
+
+
+def to_schema(row: Subscription | dict[str, Any]) -> schemas.Subscription:
+    r = row if isinstance(row, dict) else row.to_dict()
+    return schemas.Subscription(
+        id=r["id"], customer_id=r["customer_id"], plan=r["plan_code"],
+        plan_version=r["plan_version"], interval=r["interval"], status=r["status"],
+        collection_method=r["collection_method"],
+        current_period_start=r["current_period_start"],
+        current_period_end=r["current_period_end"],
+        cancel_at_period_end=r["cancel_at_period_end"], canceled_at=r["canceled_at"],
+        stripe_subscription_id=r["stripe_subscription_id"], created_at=r["created_at"],
+    )
+
+
+async def _sellable(code: str, interval: str) -> tuple[schemas.Plan, str]:
+    plan = await catalog.get_plan(code)
+    if plan.code == catalog.STANDARD or plan.monthly_price.amount == 0:
+        raise InvalidRequest(f"{code!r} is the free fallback tier; it is not sold", field="plan")
+    price_id = plan.stripe_price_ids.get(interval)
+    if price_id is None:
+        await catalog.sync_to_stripe()
+        plan = await catalog.get_plan(code)
+        price_id = plan.stripe_price_ids.get(interval)
+    if price_id is None:
+        raise PlanNotFound(f"plan {code!r} has no {interval} price in Stripe")
+    return plan, price_id
+
+
+async def current_row(customer_id: str) -> Subscription | None:
+    """The customer's newest subscription that is live, else the newest at all."""
+    rows = await Subscription.objects().where(
+        Subscription.customer_id == customer_id
+    ).order_by(Subscription.created_at, ascending=False).limit(10)
+    live = [r for r in rows if r.status in LIVE_STATUSES]
+    return (live or rows or [None])[0]
+
+
+async def get_current(customer_id: str) -> schemas.Subscription:
+    await customers.get_row(customer_id)
+    row = await current_row(customer_id)
+    if row is None:
+        raise SubscriptionNotFound(f"customer {customer_id!r} has no subscription")
+    return to_schema(row)
+
+
+async def create(customer_id: str, data: schemas.SubscriptionCreate) -> schemas.SubscriptionCreated:
+    cust = await customers.get_row(customer_id)
+    plan, price_id = await _sellable(data.plan, data.interval)
+    existing = await current_row(customer_id)
+    if existing is not None and existing.status in LIVE_STATUSES:
+        raise SubscriptionConflict(
+            f"customer already has a {existing.status} subscription {existing.id}; "
+            "PATCH it to change plan"
+        )
+    if cust.stripe_customer_id is None:
+        raise InvalidRequest("the customer has no Stripe customer")
+    sub_id = new_id("subs")
+    metadata = {"subscription_id": sub_id, "customer_id": customer_id, "plan_id": plan.id}
+    now = utcnow()
+    row = Subscription(
+        id=sub_id, customer_id=customer_id, plan_id=plan.id, plan_code=plan.code,
+        plan_version=plan.version, interval=data.interval, status="incomplete",
+        collection_method="send_invoice" if data.mode == "send_invoice" else "charge_automatically",
+        created_at=now, updated_at=now,
+    )
+    checkout_url = None
+    remote: StripeDict | None = None
+    if data.mode == "checkout":
+        session = await gateway().checkout_subscription(
+            key=sub_id, stripe_customer_id=cust.stripe_customer_id, price_id=price_id,
+            success_url=data.success_url or "https://example.invalid/billing/success",
+            cancel_url=data.cancel_url or "https://example.invalid/billing/cancel",
+            metadata=metadata,
+        )
+        checkout_url = session.get("url")
+        row.stripe_checkout_session_id = session["id"]
+    else:
+        method = None
+        if data.mode == "charge_saved_method":
+            method = await customers.saved_payment_method(cust)
+            if method is None:
+                raise NoPaymentMethod(
+                    "the customer has no saved payment method; use mode=checkout", field="mode"
+                )
+        remote = await gateway().create_subscription(
+            key=sub_id, stripe_customer_id=cust.stripe_customer_id, price_id=price_id,
+            metadata=metadata, send_invoice=data.mode == "send_invoice",
+            days_until_due=data.days_until_due, payment_method=method,
+        )
+    async with engine().transaction():
+        await row.save()
+        await audit.record("subscription.created", "subscription", sub_id,
+                           after={"plan": plan.code, "plan_version": plan.version,
+                                  "interval": data.interval, "mode": data.mode})
+        if remote is not None:
+            await apply_remote(remote, event_key=None)
+    fresh = await Subscription.objects().where(Subscription.id == sub_id).first()
+    assert fresh is not None
+    return schemas.SubscriptionCreated(subscription=to_schema(fresh), checkout_url=checkout_url)
+
+
+def _item(remote: StripeDict) -> dict[str, Any]:
+    items = (remote.get("items") or {}).get("data") or []
+    return items[0] if items else {}
+
+
+def _price_id(remote: StripeDict) -> str | None:
+    price = _item(remote).get("price")
+    if isinstance(price, dict):
+        return price.get("id")
+    return price if isinstance(price, str) else None
+
+
+def event_key(created: int, status: str, event_id: str) -> str:
+    """A total order of events: Stripe's created, then lifecycle rank, then the id."""
+    return f"{created:012d}:{_STATUS_RANK.get(status, 2)}:{event_id}"
+
+
+async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscription | None:
+    """Mirror a Stripe subscription object; an older event never overwrites newer state.
+
+    Call inside a transaction. ``event_key`` orders webhook events; None means the
+    object came straight from Stripe's API (always newest at that moment).
+    """
+    meta = remote.get("metadata") or {}
+    stripe_id = remote["id"]
+    row = await Subscription.objects().where(
+        Subscription.stripe_subscription_id == stripe_id
+    ).first()
+    if row is None and meta.get("subscription_id"):
+        row = await Subscription.objects().where(
+            Subscription.id == meta["subscription_id"]
+        ).first()
+    if row is not None:
+        row = await Subscription.objects().where(Subscription.id == row.id).lock_rows().first()
+        assert row is not None
+    stored = row.stripe_event_key if row is not None else ""
+    if event_key is None:
+        # Straight from Stripe's API: newer than anything applied so far.
+        key = max(event_key_now(remote), stored + "+")
+    else:
+        key = event_key
+        if stored and stored >= key:
+            return row  # stale: we already applied something newer
+    price_id = _price_id(remote)
+    plan = await catalog.plan_by_price(price_id) if price_id else None
+    if plan is None and meta.get("plan_id"):
+        plan = await catalog.plan_by_id(meta["plan_id"])
+    if plan is None:
+        log.warning("subscription %s has an unknown price %s", stripe_id, price_id)
+        return row
+    customer = await customers.by_stripe_id(remote["customer"]) if remote.get("customer") else None
+    if row is None and customer is None:
+        log.warning("subscription %s belongs to an unknown customer", stripe_id)
+        return None
+    item = _item(remote)
+    interval = ((item.get("price") or {}).get("recurring") or {}).get("interval") or (
+        row.interval if row else "month"
+    )
+    status = remote.get("status", "incomplete")
+    now = utcnow()
+    before = to_schema(row) if row is not None else None
+    if row is None:
+        assert customer is not None
+        row = Subscription(id=meta.get("subscription_id") or new_id("subs"),
+                           customer_id=customer.id, created_at=now)
+    past_due_since = row.past_due_since
+    if status == "past_due" and past_due_since is None:
+        past_due_since = _ts(remote.get("created")) if event_key is None else key_time(key)
+    elif status != "past_due":
+        past_due_since = None
+    row.plan_id, row.plan_code, row.plan_version = plan.id, plan.code, plan.version
+    row.interval = interval
+    row.status = status
+    row.collection_method = remote.get("collection_method") or row.collection_method
+    row.current_period_start = _ts(item.get("current_period_start") or remote.get("current_period_start"))
+    row.current_period_end = _ts(item.get("current_period_end") or remote.get("current_period_end"))
+    row.cancel_at_period_end = bool(remote.get("cancel_at_period_end"))
+    row.canceled_at = _ts(remote.get("canceled_at"))
+    row.past_due_since = past_due_since
+    row.stripe_subscription_id = stripe_id
+    row.stripe_item_id = item.get("id")
+    row.stripe_event_key = key
+    row.updated_at = now
+    await row.save()
+    after = to_schema(row)
+    if before is None or _entitling(before) != _entitling(after):
+        effective = key_time(key)
+        await SubscriptionHistory.insert(SubscriptionHistory(
+            id=new_id("subh"), subscription_id=row.id, customer_id=row.customer_id,
+            effective_at=effective, plan_id=row.plan_id, status=row.status, interval=row.interval,
+            current_period_start=row.current_period_start,
+            current_period_end=row.current_period_end, past_due_since=row.past_due_since,
+        ))
+        await audit.record("subscription.updated", "subscription", row.id, before=before,
+                           after=after)
+        await outbox.emit("entitlement.updated", {
+            "customer_id": row.customer_id, "subscription_id": row.id, "tier": row.plan_code,
+            "plan_version": row.plan_version, "subscription_status": row.status,
+        }, customer_id=row.customer_id)
+    return row
+
+
+def _entitling(s: schemas.Subscription) -> tuple[Any, ...]:
+    return (s.plan, s.plan_version, s.status, s.interval, s.current_period_start,
+            s.current_period_end, s.cancel_at_period_end)
+
+
+def event_key_now(remote: StripeDict) -> str:
+    now = int(utcnow().timestamp())
+    return event_key(now, remote.get("status", "active"), "api")
+
+
+def key_time(key: str) -> datetime:
+    return datetime.fromtimestamp(int(key.split(":", 1)[0]), UTC)
+
+
+async def _live_with_item(customer_id: str) -> tuple[Customer, Subscription]:
+    cust = await customers.get_row(customer_id)
+    row = await current_row(customer_id)
+    if row is None or row.status not in LIVE_STATUSES or not row.stripe_subscription_id:
+        raise SubscriptionNotFound(f"customer {customer_id!r} has no live subscription to change")
+    if row.stripe_item_id is None:
+        remote = await gateway().retrieve_subscription(row.stripe_subscription_id)
+        async with engine().transaction():
+            refreshed = await apply_remote(remote, event_key=None)
+        row = refreshed or row
+    return cust, row
+
+
+async def preview_change(
+    customer_id: str, data: schemas.SubscriptionChange, proration_date: datetime | None = None
+) -> schemas.ProrationPreview:
+    cust, row = await _live_with_item(customer_id)
+    plan, price_id = await _sellable(data.plan, data.interval)
+    if plan.id == row.plan_id and data.interval == row.interval:
+        raise InvalidRequest("the subscription is already on that plan and interval", field="plan")
+    when = int((proration_date or utcnow()).timestamp())
+    assert row.stripe_subscription_id and row.stripe_item_id and cust.stripe_customer_id
+    preview = await gateway().preview_change(
+        stripe_customer_id=cust.stripe_customer_id, stripe_subscription_id=row.stripe_subscription_id,
+        item_id=row.stripe_item_id, price_id=price_id, proration_date=when,
+        reset_anchor=data.interval != row.interval,
+    )
+    lines = []
+    prorations = 0
+    for line in (preview.get("lines") or {}).get("data", []):
+        parent = line.get("parent") or {}
+        details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+        proration = bool(details.get("proration", line.get("proration", False)))
+        period = line.get("period") or {}
+        lines.append(schemas.ProrationLine(
+            description=line.get("description") or "", amount=int(line.get("amount", 0)),
+            proration=proration, period_start=_ts(period.get("start")),
+            period_end=_ts(period.get("end")),
+        ))
+        if proration:
+            prorations += int(line.get("amount", 0))
+    currency = preview.get("currency", plan.currency)
+    return schemas.ProrationPreview(
+        customer_id=customer_id, from_plan=row.plan_code, to_plan=plan.code,
+        interval=data.interval, proration_date=datetime.fromtimestamp(when, UTC),
+        currency=currency, prorations=Money(prorations, currency),
+        amount_due=Money(int(preview.get("amount_due", 0)), currency), lines=lines,
+    )
+
+
+async def change(
+    customer_id: str, data: schemas.SubscriptionChange, proration_date: datetime | None = None
+) -> schemas.Subscription:
+    _, row = await _live_with_item(customer_id)
+    plan, price_id = await _sellable(data.plan, data.interval)
+    if plan.id == row.plan_id and data.interval == row.interval:
+        raise InvalidRequest("the subscription is already on that plan and interval", field="plan")
+    when = int((proration_date or utcnow()).timestamp())
+    assert row.stripe_subscription_id and row.stripe_item_id
+    remote = await gateway().change_price(
+        key=f"{row.id}-{plan.id}-{data.interval}-{when}",
+        stripe_subscription_id=row.stripe_subscription_id, item_id=row.stripe_item_id,
+        price_id=price_id, proration_date=when,
+        metadata={"subscription_id": row.id, "customer_id": customer_id, "plan_id": plan.id},
+        reset_anchor=data.interval != row.interval,
+    )
+    async with engine().transaction():
+        updated = await apply_remote(remote, event_key=None)
+    assert updated is not None
+    return to_schema(updated)
+
+
+async def cancel(customer_id: str, at_period_end: bool) -> schemas.Subscription:
+    _, row = await _live_with_item(customer_id)
+    assert row.stripe_subscription_id
+    gw = gateway()
+    remote = (
+        await gw.cancel_at_period_end(row.stripe_subscription_id, row.id) if at_period_end
+        else await gw.cancel_now(row.stripe_subscription_id, row.id)
+    )
+    async with engine().transaction():
+        updated = await apply_remote(remote, event_key=None)
+        await audit.record("subscription.cancel_requested", "subscription", row.id,
+                           after={"at_period_end": at_period_end})
+    assert updated is not None
+    return to_schema(updated)
+
+
+async def portal_url(customer_id: str, return_url: str | None) -> schemas.PortalSession:
+    cust = await customers.get_row(customer_id)
+    if cust.stripe_customer_id is None:
+        raise InvalidRequest("the customer has no Stripe customer")
+    session = await gateway().portal_session(
+        cust.stripe_customer_id, return_url or "https://example.invalid/account"
+    )
+    return schemas.PortalSession(url=session["url"])
