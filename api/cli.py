@@ -81,14 +81,22 @@ def seed() -> None:
     """Seed the default plan catalog when the catalog is empty."""
     settings = _settings()
     with _services(settings, redis=False):
-        _run(_seed_catalog)
+        _run(lambda: _seed_catalog(settings))
 
 
-async def _seed_catalog() -> None:
+async def _seed_catalog(settings: Settings) -> None:
+    """Seed the catalog when empty, then make sure Stripe has its products and prices."""
     from billing import catalog
+    from billing.stripe_gateway import close, configure_from_settings
 
-    created = await catalog.seed_if_empty()
-    click.echo(f"catalog: {'seeded ' + ', '.join(created) if created else 'already present'}")
+    configure_from_settings(settings)
+    try:
+        created = await catalog.seed_if_empty()
+        click.echo(f"catalog: {'seeded ' + ', '.join(created) if created else 'already present'}")
+        synced = await catalog.sync_to_stripe()
+        click.echo(f"stripe: {len(synced)} plan version(s) synced")
+    finally:
+        await close()
 
 
 @main.group()
@@ -114,6 +122,70 @@ def keys_create(role: str, name: str) -> None:
         click.echo(f"created {info.role} key {info.id} ({info.name}), prefix {info.prefix}")
         click.echo("store it now: it is shown only once")
         click.echo(secret)
+
+
+@main.group("stripe")
+def stripe_group() -> None:
+    """Stripe catalog sync and event replay."""
+
+
+@stripe_group.command("sync-catalog")
+def stripe_sync_catalog() -> None:
+    """Create the Products and Prices (lookup keys <plan>_v<version>_<interval>) in Stripe."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import catalog
+        from billing.stripe_gateway import close, configure_from_settings
+
+        configure_from_settings(settings)
+
+        async def sync() -> list[str]:
+            try:
+                return await catalog.sync_to_stripe()
+            finally:
+                await close()
+
+        for line in _run(sync):
+            click.echo(f"synced {line}")
+
+
+@stripe_group.command("replay")
+@click.option("--failed", is_flag=True, help="Re-run every event whose last attempt failed.")
+@click.argument("event_ids", nargs=-1)
+def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
+    """Apply stored Stripe events again (chosen ids, or --failed); safe to repeat."""
+    if not failed and not event_ids:
+        raise click.UsageError("name event ids or pass --failed")
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import events
+        from billing.stripe_gateway import close, configure_from_settings
+        from common.audit import acting_as
+
+        configure_from_settings(settings)
+
+        async def replay() -> list[tuple[str, str]]:
+            results = []
+            try:
+                with acting_as("cli:replay"):
+                    for event_id in await events.mark_for_replay(list(event_ids), failed):
+                        try:
+                            results.append((event_id, await events.process(event_id)))
+                        except Exception as e:  # report each failure and go on with the rest
+                            results.append((event_id, f"failed: {e!r}"))
+            finally:
+                await close()
+            return results
+
+        results = _run(replay)
+        for event_id, outcome in results:
+            click.echo(f"{event_id}: {outcome}")
+        if not results:
+            click.echo("no matching events")
+        if any(o.startswith("failed") for _, o in results):
+            raise SystemExit(1)
+
+
 
 
 @keys.command("list")
@@ -197,7 +269,7 @@ def run(with_worker: bool) -> None:
         from common import db
 
         _run(db.run_migrations)
-        _run(_seed_catalog)
+        _run(lambda: _seed_catalog(load_settings()))
         exe = sys.executable
         children.append(
             subprocess.Popen(  # noqa: S603 - our own interpreter and module

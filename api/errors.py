@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from common.errors import (
+    BadRequest,
     Conflict,
     DomainError,
     InvalidRequest,
@@ -32,6 +33,7 @@ _STATUS_BY_FAMILY: tuple[tuple[type[DomainError], int], ...] = (
     (PaymentRequired, 402),
     (UpstreamUnavailable, 503),
     (InvalidRequest, 422),
+    (BadRequest, 400),
 )
 _SLUG_BY_STATUS = {
     400: "bad-request",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.errors import Conflict, InvalidRequest, NotFound, PaymentRequired, UpstreamUnavailable
+from common.errors import BadRequest, Conflict, InvalidRequest, NotFound, PaymentRequired, UpstreamUnavailable
 
 
 class PlanNotFound(NotFound):
@@ -55,5 +55,5 @@ class StripeUnavailable(UpstreamUnavailable):
     pass
 
 
-class InvalidEvent(InvalidRequest):
+class InvalidEvent(BadRequest):
     """An inbound webhook whose signature or payload is not acceptable."""

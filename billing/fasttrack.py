@@ -91,6 +91,18 @@ async def purchase(
             description=f"{data.quantity} fast-track incident(s)", metadata=metadata,
         )
     except PaymentDeclined as e:
+        if e.decline_code == "authentication_required":
+            # Off-session charges cannot ask for 3-D Secure: the customer must pay in
+            # Checkout. The purchase stays visible as needing that action.
+            await FastTrackPurchase.update({
+                FastTrackPurchase.status: "requires_action",
+                FastTrackPurchase.failure_reason: (
+                    "the card needs the customer's authentication; buy with mode=checkout"
+                ),
+            }).where(FastTrackPurchase.id == row.id)
+            fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == row.id).first()
+            assert fresh is not None
+            return to_schema(fresh)
         await FastTrackPurchase.update({
             FastTrackPurchase.status: "failed", FastTrackPurchase.failure_reason: e.detail,
         }).where(FastTrackPurchase.id == row.id)
@@ -170,6 +182,21 @@ async def complete_checkout(session: dict[str, Any]) -> None:
     if isinstance(intent, dict):
         intent = intent.get("id")
     await grant(purchase_id, payment_intent=intent)
+
+
+async def refresh(customer_id: str, purchase_id: str) -> schemas.FastTrackPurchase:
+    """Ask Stripe how a purchase stands (the storefront's success page calls this)."""
+    row = await FastTrackPurchase.objects().where(
+        (FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.customer_id == customer_id)
+    ).first()
+    if row is None:
+        raise PurchaseNotFound(f"no fast-track purchase {purchase_id!r} for this customer")
+    if row.stripe_checkout_session_id and row.paid_at is None:
+        await complete_checkout(await gateway().retrieve_checkout_session(
+            row.stripe_checkout_session_id))
+    fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == purchase_id).first()
+    assert fresh is not None
+    return to_schema(fresh)
 
 
 async def _remaining_by_purchase(customer_id: str, at: datetime) -> list[dict[str, Any]]:

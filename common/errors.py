@@ -14,6 +14,12 @@ class DomainError(Exception):
         self.field = field
 
 
+class BadRequest(DomainError):
+    """The request itself is unusable (a bad signature, an unreadable payload)."""
+
+    title = "Bad request"
+
+
 class NotFound(DomainError):
     title = "Not found"
 

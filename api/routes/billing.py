@@ -185,6 +185,16 @@ async def refund_fast_track(
     return await fasttrack.refund_unused(customer_id, purchase_id, data.quantity)
 
 
+@post("/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refresh",
+      operation_id="refreshFastTrack", tags=["fast-track"], guards=[HELPDESK],
+      status_code=HTTP_200_OK,
+      summary="Re-read a purchase from Stripe (after the customer returns from Checkout)")
+async def refresh_fast_track(
+    customer_id: FromPath[str], purchase_id: FromPath[str]
+) -> schemas.FastTrackPurchase:
+    return await fasttrack.refresh(customer_id, purchase_id)
+
+
 def _past(at: datetime | None, field: str = "at") -> datetime | None:
     if at is None:
         return None
@@ -250,6 +260,6 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     create_customer, list_customers, get_customer,
     create_subscription, get_subscription, preview_subscription_change, change_subscription,
     cancel_subscription, create_portal_session,
-    buy_fast_track, list_fast_track, refund_fast_track, get_entitlement,
+    buy_fast_track, list_fast_track, refund_fast_track, refresh_fast_track, get_entitlement,
     stripe_webhook, list_service_credits,
 )

@@ -198,7 +198,8 @@ async def redeliver_webhook(
     request: Request[Any, Any, Any], endpoint_id: FromPath[str], delivery_id: FromPath[str]
 ) -> WebhookDelivery:
     row = await webhooks.redeliver(endpoint_id, delivery_id)
-    await queue.enqueue_webhook_delivery(request.app.state.redis, row.id, row.next_attempt_at)
+    if row.next_attempt_at is not None:  # None: a worker already made the attempt
+        await queue.enqueue_webhook_delivery(request.app.state.redis, row.id, row.next_attempt_at)
     return _delivery(row)
 
 

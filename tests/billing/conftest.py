@@ -34,8 +34,8 @@ class Stripe:
         )
         self._seen: set[str] = set()
 
-    async def get(self, path: str, **params: Any) -> Any:
-        r = await self.http.get(path, params=params)
+    async def get(self, url: str, **params: Any) -> Any:
+        r = await self.http.get(url, params=params)
         r.raise_for_status()
         return r.json()
 
