@@ -1,0 +1,60 @@
+"""Fixtures: one emulator server for the session, reset before each test, driven by the SDK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import stripe
+
+from stripe_emulator.testing import RunningEmulator, start_emulator
+
+from .helpers import make_client
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[RunningEmulator]:
+    with start_emulator() as running:
+        yield running
+
+
+@pytest.fixture
+async def control(emulator: RunningEmulator) -> AsyncIterator[httpx.AsyncClient]:
+    """The emulator's `/_emulator/` control plane, after a reset, with the clock frozen.
+
+    A frozen clock makes every timestamp of a test exact; tests move it explicitly.
+    """
+    async with httpx.AsyncClient(base_url=f"{emulator.url}/_emulator") as http:
+        (await http.post("/reset")).raise_for_status()
+        frozen = await http.post("/clock", json={"frozen_time": int(time.time()) + 1})
+        frozen.raise_for_status()
+        yield http
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK waits 0.5 s before a retry; tests do not need to."""
+    monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(stripe.HTTPClient, "MAX_DELAY", 0.05)
+
+
+@pytest.fixture
+async def client(
+    emulator: RunningEmulator, control: httpx.AsyncClient, fast_retries: None
+) -> AsyncIterator[stripe.StripeClient]:
+    """The real Stripe SDK pointed at the emulator, retrying like the service does."""
+    sdk, http = make_client(emulator, retries=2)
+    yield sdk
+    await http.close_async()
+
+
+@pytest.fixture
+async def raw(
+    emulator: RunningEmulator, control: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP to the API, to look at bytes and headers the SDK hides."""
+    headers = {"Authorization": f"Bearer {emulator.api_key}"}
+    async with httpx.AsyncClient(base_url=emulator.url, headers=headers) as http:
+        yield http
