@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,19 +15,35 @@ from common.money import Money
 
 GRANTING = ("active", "trialing")
 
-# One round trip: the customer, the subscription state in force at $2, the incidents
-# counted in its period and the unexpired fast-track balance.
+# The hot path in one round trip: the customer, its live subscription, the incidents
+# counted in the subscription's period (else the calendar month) and the unexpired
+# fast-track balance at {now}.
 _NOW_SQL = """
 SELECT c.id AS customer_id, s.id AS subscription_id, s.plan_id, s.status,
-       s.current_period_start, s.current_period_end, s.past_due_since
+       s.current_period_start, s.current_period_end, s.past_due_since,
+       (SELECT count(*) FROM incident_usage u
+         WHERE u.customer_id = c.id
+           AND u.opened_at >= coalesce(s.current_period_start, {month_start})
+           AND u.opened_at < coalesce(s.current_period_end, {month_end})) AS used,
+       (SELECT coalesce(sum(l.delta), 0) FROM fast_track_ledger l
+          JOIN fast_track_purchase p ON p.id = l.purchase_id
+         WHERE l.customer_id = c.id AND l.created_at <= {now} AND p.expires_at > {now})
+         AS credits
 FROM customer c
 LEFT JOIN LATERAL (
     SELECT id, plan_id, status, current_period_start, current_period_end, past_due_since
     FROM subscription WHERE customer_id = c.id AND status <> 'incomplete'
     ORDER BY (status IN ('active', 'trialing', 'past_due')) DESC, created_at DESC LIMIT 1
 ) s ON true
-WHERE c.id = {}
+WHERE c.id = {customer}
 """
+# Piccolo's raw() takes positional {} placeholders in order of appearance.
+_NOW_ORDER = tuple(
+    token.split("}", 1)[0] for token in _NOW_SQL.split("{")[1:]
+)
+_NOW_SQL_POSITIONAL = _NOW_SQL
+for _name in ("month_start", "month_end", "now", "customer"):
+    _NOW_SQL_POSITIONAL = _NOW_SQL_POSITIONAL.replace("{" + _name + "}", "{}")
 
 _HISTORY_SQL = """
 SELECT c.id AS customer_id, h.subscription_id, h.plan_id, h.status,
@@ -72,18 +89,29 @@ def _grants_plan(status: str | None, past_due_since: datetime | None, at: dateti
     return False
 
 
+_standard: tuple[float, schemas.Plan] | None = None
+
+
 async def standard_plan() -> schemas.Plan:
-    return await catalog.get_plan(catalog.STANDARD)
+    """The current standard tier; kept a few seconds (a new version shows up after that)."""
+    global _standard
+    now = time.monotonic()
+    if _standard is None or _standard[0] < now:
+        _standard = (now + 5.0, await catalog.get_plan(catalog.STANDARD))
+    return _standard[1]
 
 
 async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.Entitlement:
     now = utcnow()
     when = now if at is None else at.astimezone(UTC)
     historical = at is not None and (now - when) > timedelta(seconds=5)
-    rows = await (
-        _fetch(_HISTORY_SQL, when, customer_id) if historical
-        else _fetch(_NOW_SQL, customer_id)
-    )
+    month_start, month_end = _month_bounds(when)
+    if historical:
+        rows = await _fetch(_HISTORY_SQL, when, customer_id)
+    else:
+        values = {"month_start": month_start, "month_end": month_end, "now": when,
+                  "customer": customer_id}
+        rows = await _fetch(_NOW_SQL_POSITIONAL, *(values[n] for n in _NOW_ORDER))
     if not rows:
         raise CustomerNotFound(f"no customer {customer_id!r}")
     state = rows[0]
@@ -93,8 +121,8 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
     if paid and state["current_period_start"] and state["current_period_end"]:
         period_start, period_end = state["current_period_start"], state["current_period_end"]
     else:
-        period_start, period_end = _month_bounds(when)
-    counts = (
+        period_start, period_end = month_start, month_end
+    counts = state if not historical else (
         await _fetch(_COUNTS_SQL, customer_id, period_start, period_end, customer_id, when, when)
     )[0]
     used = int(counts["used"])

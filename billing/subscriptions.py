@@ -177,8 +177,7 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         key = max(event_key_now(remote), stored + "+")
     else:
         key = event_key
-        if stored and stored >= key:
-            return row  # stale: we already applied something newer
+    stale = bool(stored) and stored >= key
     price_id = _price_id(remote)
     plan = await catalog.plan_by_price(price_id) if price_id else None
     if plan is None and meta.get("plan_id"):
@@ -195,6 +194,18 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         row.interval if row else "month"
     )
     status = remote.get("status", "incomplete")
+    if stale:
+        assert row is not None
+        # Too old for the current state, but still part of the story that ``?at=``
+        # tells: record it in the history at its own instant.
+        await SubscriptionHistory.insert(SubscriptionHistory(
+            id=new_id("subh"), subscription_id=row.id, customer_id=row.customer_id,
+            effective_at=key_time(key), plan_id=plan.id, status=status, interval=interval,
+            current_period_start=_ts(item.get("current_period_start")),
+            current_period_end=_ts(item.get("current_period_end")),
+            past_due_since=key_time(key) if status == "past_due" else None,
+        ))
+        return row
     now = utcnow()
     before = to_schema(row) if row is not None else None
     if row is None:

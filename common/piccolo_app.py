@@ -4,12 +4,26 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
-from common.tables import ApiKey, AuditLog, IdempotencyRecord, OutboundEvent
+from common.tables import (
+    ApiKey,
+    AuditLog,
+    IdempotencyRecord,
+    OutboundEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 APP_CONFIG = AppConfig(
     app_name="common",
     migrations_folder_path=os.path.join(os.path.dirname(__file__), "piccolo_migrations"),
-    table_classes=[ApiKey, IdempotencyRecord, AuditLog, OutboundEvent],
+    table_classes=[
+        ApiKey,
+        IdempotencyRecord,
+        AuditLog,
+        OutboundEvent,
+        WebhookEndpoint,
+        WebhookDelivery,
+    ],
     migration_dependencies=[],
     commands=[],
 )

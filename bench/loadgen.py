@@ -1,0 +1,185 @@
+"""A small closed-loop HTTP/1.1 load generator (keep-alive connections, latency percentiles).
+
+Runs in its own process so that it does not share the server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: tuple[float, ...]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def line(self) -> str:
+        return (f"{self.name:<22} {self.rps:9.0f} req/s   p50 {self.pct(0.50):6.2f} ms   "
+                f"p99 {self.pct(0.99):6.2f} ms   errors {self.errors}")
+
+
+async def _connection(
+    host: str, port: int, paths: Sequence[str], headers: str, until: float,
+    latencies: list[float], errors: list[int], method: str, body: bytes | None,
+    body_for: object,
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < until:
+            path = random.choice(paths)  # noqa: S311 - load spread, not security
+            payload = body_for(path) if callable(body_for) else body  # type: ignore[operator]
+            extra = f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n" \
+                if payload is not None else ""
+            request = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}{extra}\r\n").encode()
+            started = time.perf_counter()
+            writer.write(request + (payload or b""))
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if not status_line.startswith(b"HTTP/1.1 2"):
+                errors.append(1)
+    finally:
+        writer.close()
+
+
+async def _run(host: str, port: int, paths: Sequence[str], headers: dict[str, str],
+               connections: int, seconds: float, method: str, body: bytes | None,
+               body_for: object) -> tuple[int, int, float, list[float]]:
+    header_text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    latencies: list[float] = []
+    errors: list[int] = []
+    started = time.perf_counter()
+    until = started + seconds
+    await asyncio.gather(*(
+        _connection(host, port, paths, header_text, until, latencies, errors, method, body,
+                    body_for)
+        for _ in range(connections)
+    ))
+    return len(latencies), len(errors), time.perf_counter() - started, latencies
+
+
+def _child(queue: multiprocessing.Queue, args: tuple[object, ...]) -> None:  # type: ignore[type-arg]
+    queue.put(asyncio.run(_run(*args)))  # type: ignore[arg-type]
+
+
+def load(
+    name: str, host: str, port: int, paths: Sequence[str], headers: dict[str, str],
+    connections: int = 64, seconds: float = 10.0, method: str = "GET",
+    body: bytes | None = None, body_for: object = None,
+) -> Result:
+    """Drive ``paths`` with ``connections`` concurrent keep-alive clients for ``seconds``."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, (host, port, list(paths), headers,
+                                                    connections, seconds, method, body, body_for)))
+    proc.start()
+    requests, errors, elapsed, latencies = queue.get()
+    proc.join()
+    return Result(name, requests, errors, elapsed, tuple(latencies))
+
+
+def summary(results: Sequence[Result]) -> str:
+    return "\n".join(r.line() for r in results)
+
+
+def median_rps(results: Sequence[Result]) -> float:
+    return statistics.median(r.rps for r in results)
+
+
+def _ms(text: str) -> float:
+    value = float(text.rstrip("usm"))
+    if text.endswith("us"):
+        return value / 1000
+    if text.endswith("ms"):
+        return value
+    return value * 1000  # seconds
+
+
+def wrk(
+    name: str, host: str, port: int, paths: Sequence[str], headers: dict[str, str],
+    connections: int = 64, seconds: float = 10.0, threads: int = 1,
+) -> Result | None:
+    """The same measurement with wrk (C, far cheaper than a Python client); None if absent."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    binary = shutil.which("wrk")
+    if binary is None:
+        return None
+    lua_paths = ",".join(f'"{p}"' for p in paths)
+    lua_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    script = (
+        f"local paths = {{{lua_paths}}}\n{lua_headers}"
+        "math.randomseed(os.time())\n"
+        "request = function() return wrk.format(nil, paths[math.random(#paths)]) end\n"
+        "done = function(summary, latency, requests)\n"
+        "  io.write(string.format('P50 %d\\nP99 %d\\nERR %d\\nNON2XX %d\\n',"
+        " latency:percentile(50), latency:percentile(99),"
+        " summary.errors.connect + summary.errors.read + summary.errors.write"
+        " + summary.errors.timeout, summary.errors.status))\nend\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed binary and arguments
+            [binary, f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "-s", f.name,
+             f"http://{host}:{port}"],
+            capture_output=True, text=True, check=True, timeout=seconds + 30,
+        ).stdout
+    finally:
+        os.unlink(f.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
+    p99 = int(re.search(r"P99 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
+    errors = int(re.search(r"ERR (\d+)", out).group(1)) + int(  # type: ignore[union-attr]
+        re.search(r"NON2XX (\d+)", out).group(1))  # type: ignore[union-attr]
+    total = int(rps * seconds)
+    # wrk reports percentiles, not samples: keep them as a two-point distribution.
+    return _WrkResult(name, total, errors, seconds, (), p50, p99)
+
+
+@dataclass(frozen=True)
+class _WrkResult(Result):
+    p50: float = 0.0
+    p99: float = 0.0
+
+    def pct(self, q: float) -> float:
+        return self.p50 if q <= 0.5 else self.p99
+
+
+def best(
+    name: str, host: str, port: int, paths: Sequence[str], headers: dict[str, str],
+    connections: int = 64, seconds: float = 10.0,
+) -> Result:
+    """wrk when installed, else the Python generator."""
+    return wrk(name, host, port, paths, headers, connections, seconds) or load(
+        name, host, port, paths, headers, connections, seconds)
