@@ -10,8 +10,9 @@ async def hit(redis: Any, key_id: str, limit: int, now_epoch: float) -> tuple[bo
     window = int(now_epoch // 60)
     retry_after = max(1, 60 - int(now_epoch % 60))
     name = f"ratelimit:{key_id}:{window}"
-    pipe = redis.pipeline(transaction=False)
-    pipe.incr(name)
-    pipe.expire(name, 61)
-    count, _ = await pipe.execute()
-    return int(count) <= limit, retry_after
+    count = int(await redis.incr(name))
+    if count == 1:
+        # First hit of this window: let the counter expire with it. (If this call were
+        # lost, the key would linger harmlessly: the next window uses a new name.)
+        await redis.expire(name, 61)
+    return count <= limit, retry_after

@@ -66,10 +66,11 @@ async def database(services: Services) -> AsyncIterator[None]:
 async def _truncate_all() -> None:
     rows = await db.engine().run_ddl("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     names = [r["tablename"] for r in rows if r["tablename"] not in _KEEP]
-    if names:
-        await db.engine().run_ddl(
-            "TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE"
-        )
+    # DELETE is far cheaper than TRUNCATE on the few rows a test leaves behind.
+    pool = db.engine().pool
+    assert pool is not None
+    async with pool.acquire() as conn:
+        await conn.execute("".join(f'DELETE FROM "{n}";' for n in names))
 
 
 @pytest.fixture
