@@ -18,8 +18,8 @@ from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContext
 from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
 from api.routes import incidents as incident_routes
-from api.routes import webhooks as webhook_routes
 from api.routes import system
+from api.routes import webhooks as webhook_routes
 from billing.stripe_gateway import close as close_stripe
 from billing.stripe_gateway import configure_from_settings as configure_stripe
 from common import db

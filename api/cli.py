@@ -20,6 +20,7 @@ from common.embedded import Services, ensure_services, wait_for_port
 T = TypeVar("T")
 
 from billing.stripe_gateway import EMULATOR_API_KEY  # noqa: E402 - after the TypeVar
+
 EMULATOR_WEBHOOK_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - dev-only emulator secret, public by design
 
 
@@ -184,8 +185,6 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
             click.echo("no matching events")
         if any(o.startswith("failed") for _, o in results):
             raise SystemExit(1)
-
-
 
 
 @keys.command("list")

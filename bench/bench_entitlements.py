@@ -38,8 +38,18 @@ async def populate(customers: int) -> list[str]:
     for i in range(customers):
         cid = new_id("cust")
         ids.append(cid)
-        cust.append((cid, f"org-{i}", f"Customer {i}", f"ops{i}@example.test", "Europe/Berlin",
-                     "DE", now, now))
+        cust.append(
+            (
+                cid,
+                f"org-{i}",
+                f"Customer {i}",
+                f"ops{i}@example.test",
+                "Europe/Berlin",
+                "DE",
+                now,
+                now,
+            )
+        )
         code = rnd.choices([c for c, _ in MIX], [w for _, w in MIX])[0]
         start = now - timedelta(days=rnd.randint(0, 29))
         end = start + timedelta(days=30)
@@ -47,45 +57,156 @@ async def populate(customers: int) -> list[str]:
             plan = plans[code]
             sid = new_id("subs")
             status = rnd.choices(["active", "past_due", "canceled"], [0.9, 0.05, 0.05])[0]
-            subs.append((sid, cid, plan.id, plan.code, plan.version, "month", status,
-                         "charge_automatically", start, end, False, start,
-                         f"sub_{i}", f"si_{i}", "", start, now))
-            hist.append((new_id("subh"), sid, cid, start - timedelta(days=60), plan.id, "active",
-                         "month", start, end))
+            subs.append(
+                (
+                    sid,
+                    cid,
+                    plan.id,
+                    plan.code,
+                    plan.version,
+                    "month",
+                    status,
+                    "charge_automatically",
+                    start,
+                    end,
+                    False,
+                    start,
+                    f"sub_{i}",
+                    f"si_{i}",
+                    "",
+                    start,
+                    now,
+                )
+            )
+            hist.append(
+                (
+                    new_id("subh"),
+                    sid,
+                    cid,
+                    start - timedelta(days=60),
+                    plan.id,
+                    "active",
+                    "month",
+                    start,
+                    end,
+                )
+            )
         for _ in range(rnd.randint(0, 8)):
             opened = now - timedelta(days=rnd.randint(0, 90), minutes=rnd.randint(0, 1440))
             usage.append((new_id("use"), new_id("inc"), cid, opened, "{}"))
         if rnd.random() < 0.1:
             pid = new_id("ftp")
             qty = rnd.randint(1, 5)
-            purchases.append((pid, cid, qty, 14900, "usd", "checkout", "paid", now, now,
-                              now + timedelta(days=365)))
+            purchases.append(
+                (
+                    pid,
+                    cid,
+                    qty,
+                    14900,
+                    "usd",
+                    "checkout",
+                    "paid",
+                    now,
+                    now,
+                    now + timedelta(days=365),
+                )
+            )
             ledger.append((new_id("ftl"), cid, qty, "purchase", pid, f"purchase:{pid}", now))
     conn = await asyncpg.connect(setup.os.environ["DATABASE_URL"])
     try:
-        await conn.copy_records_to_table("customer", records=cust, columns=[
-            "id", "external_id", "name", "email", "timezone", "country", "created_at",
-            "updated_at"])
-        await conn.copy_records_to_table("subscription", records=subs, columns=[
-            "id", "customer_id", "plan_id", "plan_code", "plan_version", "interval", "status",
-            "collection_method", "current_period_start", "current_period_end",
-            "cancel_at_period_end", "past_due_since", "stripe_subscription_id",
-            "stripe_item_id", "stripe_event_key", "created_at", "updated_at"])
-        await conn.copy_records_to_table("subscription_history", records=hist, columns=[
-            "id", "subscription_id", "customer_id", "effective_at", "plan_id", "status",
-            "interval", "current_period_start", "current_period_end"])
-        await conn.copy_records_to_table("incident_usage", records=usage, columns=[
-            "id", "incident_id", "customer_id", "opened_at", "claim"])
-        await conn.copy_records_to_table("fast_track_purchase", records=purchases, columns=[
-            "id", "customer_id", "quantity", "unit_amount", "currency", "mode", "status",
-            "created_at", "paid_at", "expires_at"])
-        await conn.copy_records_to_table("fast_track_ledger", records=ledger, columns=[
-            "id", "customer_id", "delta", "reason", "purchase_id", "dedupe_key", "created_at"])
+        await conn.copy_records_to_table(
+            "customer",
+            records=cust,
+            columns=[
+                "id",
+                "external_id",
+                "name",
+                "email",
+                "timezone",
+                "country",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "subscription",
+            records=subs,
+            columns=[
+                "id",
+                "customer_id",
+                "plan_id",
+                "plan_code",
+                "plan_version",
+                "interval",
+                "status",
+                "collection_method",
+                "current_period_start",
+                "current_period_end",
+                "cancel_at_period_end",
+                "past_due_since",
+                "stripe_subscription_id",
+                "stripe_item_id",
+                "stripe_event_key",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "subscription_history",
+            records=hist,
+            columns=[
+                "id",
+                "subscription_id",
+                "customer_id",
+                "effective_at",
+                "plan_id",
+                "status",
+                "interval",
+                "current_period_start",
+                "current_period_end",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "incident_usage",
+            records=usage,
+            columns=["id", "incident_id", "customer_id", "opened_at", "claim"],
+        )
+        await conn.copy_records_to_table(
+            "fast_track_purchase",
+            records=purchases,
+            columns=[
+                "id",
+                "customer_id",
+                "quantity",
+                "unit_amount",
+                "currency",
+                "mode",
+                "status",
+                "created_at",
+                "paid_at",
+                "expires_at",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "fast_track_ledger",
+            records=ledger,
+            columns=[
+                "id",
+                "customer_id",
+                "delta",
+                "reason",
+                "purchase_id",
+                "dedupe_key",
+                "created_at",
+            ],
+        )
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
-    print(f"populated {customers} customers, {len(subs)} subscriptions, "
-          f"{len(usage)} incidents, {len(purchases)} fast-track purchases")
+    print(
+        f"populated {customers} customers, {len(subs)} subscriptions, "
+        f"{len(usage)} incidents, {len(purchases)} fast-track purchases"
+    )
     return [key, *ids]
 
 
@@ -103,9 +224,17 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {key}"}
         sample = random.Random(1).sample(ids, min(2000, len(ids)))
         with setup.server() as port:
+
             def run(name: str, paths: list[str], seconds: float) -> loadgen.Result:
-                return loadgen.best(name, "127.0.0.1", port, paths, headers,
-                                    connections=args.connections, seconds=seconds)
+                return loadgen.best(
+                    name,
+                    "127.0.0.1",
+                    port,
+                    paths,
+                    headers,
+                    connections=args.connections,
+                    seconds=seconds,
+                )
 
             base_paths = [f"/v1/bench/baseline/{c}" for c in sample]
             ent_paths = [f"/v1/customers/{c}/entitlements" for c in sample]

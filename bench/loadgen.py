@@ -33,22 +33,34 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def line(self) -> str:
-        return (f"{self.name:<22} {self.rps:9.0f} req/s   p50 {self.pct(0.50):6.2f} ms   "
-                f"p99 {self.pct(0.99):6.2f} ms   errors {self.errors}")
+        return (
+            f"{self.name:<22} {self.rps:9.0f} req/s   p50 {self.pct(0.50):6.2f} ms   "
+            f"p99 {self.pct(0.99):6.2f} ms   errors {self.errors}"
+        )
 
 
 async def _connection(
-    host: str, port: int, paths: Sequence[str], headers: str, until: float,
-    latencies: list[float], errors: list[int], method: str, body: bytes | None,
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    headers: str,
+    until: float,
+    latencies: list[float],
+    errors: list[int],
+    method: str,
+    body: bytes | None,
     body_for: object,
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < until:
-            path = random.choice(paths)  # noqa: S311 - load spread, not security
+            path = random.choice(paths)
             payload = body_for(path) if callable(body_for) else body  # type: ignore[operator]
-            extra = f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n" \
-                if payload is not None else ""
+            extra = (
+                f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n"
+                if payload is not None
+                else ""
+            )
             request = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}{extra}\r\n").encode()
             started = time.perf_counter()
             writer.write(request + (payload or b""))
@@ -68,19 +80,30 @@ async def _connection(
         writer.close()
 
 
-async def _run(host: str, port: int, paths: Sequence[str], headers: dict[str, str],
-               connections: int, seconds: float, method: str, body: bytes | None,
-               body_for: object) -> tuple[int, int, float, list[float]]:
+async def _run(
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    method: str,
+    body: bytes | None,
+    body_for: object,
+) -> tuple[int, int, float, list[float]]:
     header_text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     latencies: list[float] = []
     errors: list[int] = []
     started = time.perf_counter()
     until = started + seconds
-    await asyncio.gather(*(
-        _connection(host, port, paths, header_text, until, latencies, errors, method, body,
-                    body_for)
-        for _ in range(connections)
-    ))
+    await asyncio.gather(
+        *(
+            _connection(
+                host, port, paths, header_text, until, latencies, errors, method, body, body_for
+            )
+            for _ in range(connections)
+        )
+    )
     return len(latencies), len(errors), time.perf_counter() - started, latencies
 
 
@@ -89,15 +112,27 @@ def _child(queue: multiprocessing.Queue, args: tuple[object, ...]) -> None:  # t
 
 
 def load(
-    name: str, host: str, port: int, paths: Sequence[str], headers: dict[str, str],
-    connections: int = 64, seconds: float = 10.0, method: str = "GET",
-    body: bytes | None = None, body_for: object = None,
+    name: str,
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    headers: dict[str, str],
+    connections: int = 64,
+    seconds: float = 10.0,
+    method: str = "GET",
+    body: bytes | None = None,
+    body_for: object = None,
 ) -> Result:
     """Drive ``paths`` with ``connections`` concurrent keep-alive clients for ``seconds``."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, (host, port, list(paths), headers,
-                                                    connections, seconds, method, body, body_for)))
+    proc = ctx.Process(
+        target=_child,
+        args=(
+            queue,
+            (host, port, list(paths), headers, connections, seconds, method, body, body_for),
+        ),
+    )
     proc.start()
     requests, errors, elapsed, latencies = queue.get()
     proc.join()
@@ -122,8 +157,14 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    name: str, host: str, port: int, paths: Sequence[str], headers: dict[str, str],
-    connections: int = 64, seconds: float = 10.0, threads: int = 1,
+    name: str,
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    headers: dict[str, str],
+    connections: int = 64,
+    seconds: float = 10.0,
+    threads: int = 1,
 ) -> Result | None:
     """The same measurement with wrk (C, far cheaper than a Python client); None if absent."""
     import os
@@ -151,9 +192,19 @@ def wrk(
         f.write(script)
     try:
         out = subprocess.run(  # noqa: S603 - fixed binary and arguments
-            [binary, f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "-s", f.name,
-             f"http://{host}:{port}"],
-            capture_output=True, text=True, check=True, timeout=seconds + 30,
+            [
+                binary,
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{int(seconds)}s",
+                "-s",
+                f.name,
+                f"http://{host}:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 30,
         ).stdout
     finally:
         os.unlink(f.name)
@@ -161,7 +212,8 @@ def wrk(
     p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
     p99 = int(re.search(r"P99 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
     errors = int(re.search(r"ERR (\d+)", out).group(1)) + int(  # type: ignore[union-attr]
-        re.search(r"NON2XX (\d+)", out).group(1))  # type: ignore[union-attr]
+        re.search(r"NON2XX (\d+)", out).group(1)
+    )  # type: ignore[union-attr]
     total = int(rps * seconds)
     # wrk reports percentiles, not samples: keep them as a two-point distribution.
     return _WrkResult(name, total, errors, seconds, (), p50, p99)
@@ -177,9 +229,15 @@ class _WrkResult(Result):
 
 
 def best(
-    name: str, host: str, port: int, paths: Sequence[str], headers: dict[str, str],
-    connections: int = 64, seconds: float = 10.0,
+    name: str,
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    headers: dict[str, str],
+    connections: int = 64,
+    seconds: float = 10.0,
 ) -> Result:
     """wrk when installed, else the Python generator."""
     return wrk(name, host, port, paths, headers, connections, seconds) or load(
-        name, host, port, paths, headers, connections, seconds)
+        name, host, port, paths, headers, connections, seconds
+    )

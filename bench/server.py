@@ -21,8 +21,12 @@ class BaselineRow(msgspec.Struct, frozen=True):
     name: str
 
 
-@get("/v1/bench/baseline/{customer_id:str}", operation_id="benchBaseline", guards=[HELPDESK],
-     include_in_schema=False)
+@get(
+    "/v1/bench/baseline/{customer_id:str}",
+    operation_id="benchBaseline",
+    guards=[HELPDESK],
+    include_in_schema=False,
+)
 async def baseline(customer_id: FromPath[str]) -> BaselineRow:
     """One primary-key SELECT through asyncpg returning a msgspec Struct (the yardstick)."""
     pool = db.engine().pool
@@ -43,5 +47,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run("bench.server:app", factory=True, host="127.0.0.1", port=args.port,
-                log_level="warning", access_log=False, loop="uvloop", http="httptools")
+    uvicorn.run(
+        "bench.server:app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )

@@ -14,7 +14,6 @@ from common import apikeys, db
 from common.config import PROJECT_ROOT
 from common.embedded import Services, ensure_services, free_port, wait_for_port
 
-
 BENCH_DATABASE = "support_billing_bench"
 
 
@@ -27,8 +26,9 @@ def _bench_database(url: str) -> str:
     async def ensure() -> None:
         conn = await asyncpg.connect(url)
         try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1",
-                                       BENCH_DATABASE):
+            if not await conn.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DATABASE
+            ):
                 await conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
         finally:
             await conn.close()
@@ -44,7 +44,8 @@ def services() -> Iterator[Services]:
     running = ensure_services(
         _bench_database(configured) if configured else None,
         os.environ.get("REDIS_URL") or None,
-        PROJECT_ROOT / ".data", database=BENCH_DATABASE,
+        PROJECT_ROOT / ".data",
+        database=BENCH_DATABASE,
     )
     running.export()
     try:
@@ -69,8 +70,12 @@ def server(env: dict[str, str] | None = None) -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "bench.server", "--port", str(port)],
-        env={**os.environ, "LOG_LEVEL": "WARNING", "RATE_LIMIT_PER_MINUTE": "1000000000",
-             **(env or {})},
+        env={
+            **os.environ,
+            "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT_PER_MINUTE": "1000000000",
+            **(env or {}),
+        },
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=30)

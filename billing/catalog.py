@@ -25,9 +25,7 @@ _FREE_FAST_TRACK_SENTINEL = 0
 
 
 def _targets(row_targets: Any) -> dict[str, schemas.Target]:
-    return {
-        p: msgspec.convert(t, schemas.Target) for p, t in sorted(dict(row_targets).items())
-    }
+    return {p: msgspec.convert(t, schemas.Target) for p, t in sorted(dict(row_targets).items())}
 
 
 def to_schema(row: Plan | dict[str, Any]) -> schemas.Plan:
@@ -37,7 +35,8 @@ def to_schema(row: Plan | dict[str, Any]) -> schemas.Plan:
     if isinstance(targets, str):
         targets = msgspec.json.decode(targets)
     price_ids = {
-        k: v for k, v in (("month", r["stripe_price_month_id"]), ("year", r["stripe_price_year_id"]))
+        k: v
+        for k, v in (("month", r["stripe_price_month_id"]), ("year", r["stripe_price_year_id"]))
         if v
     }
     return schemas.Plan(
@@ -86,13 +85,23 @@ async def create_plan(data: schemas.PlanCreate) -> schemas.Plan:
         if await Plan.exists().where(Plan.code == data.code):
             raise PlanConflict(f"plan {data.code!r} exists; PATCH it to make a new version")
         row = Plan(
-            id=new_id("plan"), code=data.code, version=1, is_current=True, name=data.name,
-            description=data.description, currency=data.currency,
-            monthly_price=data.monthly_price, annual_price=data.annual_price,
-            targets=msgspec.to_builtins(data.targets), included_incidents=data.included_incidents,
-            overage_price=data.overage_price, fast_track_price=data.fast_track_price,
-            fast_track_minutes=data.fast_track_minutes, credit_percent=data.credit_percent,
-            credit_cap_percent=data.credit_cap_percent, created_at=utcnow(),
+            id=new_id("plan"),
+            code=data.code,
+            version=1,
+            is_current=True,
+            name=data.name,
+            description=data.description,
+            currency=data.currency,
+            monthly_price=data.monthly_price,
+            annual_price=data.annual_price,
+            targets=msgspec.to_builtins(data.targets),
+            included_incidents=data.included_incidents,
+            overage_price=data.overage_price,
+            fast_track_price=data.fast_track_price,
+            fast_track_minutes=data.fast_track_minutes,
+            credit_percent=data.credit_percent,
+            credit_cap_percent=data.credit_cap_percent,
+            created_at=utcnow(),
         )
         await row.save()
         plan = to_schema(row)
@@ -105,16 +114,23 @@ async def new_version(code: str, data: schemas.PlanUpdate) -> schemas.Plan:
     if not changes:
         raise InvalidRequest("nothing to change: send at least one field")
     async with engine().transaction():
-        current = await Plan.objects().where(
-            (Plan.code == code) & (Plan.is_current == True)  # noqa: E712 - SQL comparison
-        ).first().output(load_json=True)
+        current = (
+            await Plan.objects()
+            .where(
+                (Plan.code == code) & (Plan.is_current == True)  # noqa: E712 - SQL comparison
+            )
+            .first()
+            .output(load_json=True)
+        )
         if current is None:
             raise PlanNotFound(f"no plan {code!r}")
         before = to_schema(current)
         merged = msgspec.structs.asdict(
             msgspec.convert(
-                {**{k: v for k, v in current.to_dict().items() if k in _CREATE_FIELDS},
-                 **msgspec.to_builtins(changes)},
+                {
+                    **{k: v for k, v in current.to_dict().items() if k in _CREATE_FIELDS},
+                    **msgspec.to_builtins(changes),
+                },
                 schemas.PlanCreate,
             )
         )
@@ -122,8 +138,11 @@ async def new_version(code: str, data: schemas.PlanUpdate) -> schemas.Plan:
         _validate(candidate)
         await Plan.update({Plan.is_current: False}).where(Plan.id == current.id)
         row = Plan(
-            id=new_id("plan"), version=current.version + 1, is_current=True,
-            created_at=utcnow(), **{k: merged[k] for k in _CREATE_FIELDS},
+            id=new_id("plan"),
+            version=current.version + 1,
+            is_current=True,
+            created_at=utcnow(),
+            **{k: merged[k] for k in _CREATE_FIELDS},
         )
         row.targets = msgspec.to_builtins(candidate.targets)
         await row.save()
@@ -136,16 +155,22 @@ _CREATE_FIELDS = tuple(f for f in schemas.PlanCreate.__struct_fields__)
 
 
 async def list_current() -> list[schemas.Plan]:
-    rows = await Plan.select().where(Plan.is_current == True).order_by(  # noqa: E712
-        Plan.monthly_price
-    ).output(load_json=True)
+    rows = (
+        await Plan.select()
+        .where(Plan.is_current == True)  # noqa: E712 - a SQL comparison, not a truth test
+        .order_by(
+            Plan.monthly_price
+        )
+        .output(load_json=True)
+    )
     return [to_schema(r) for r in rows]
 
 
 async def get_plan(code: str, version: int | None = None) -> schemas.Plan:
     query = Plan.select().where(Plan.code == code)
     query = (
-        query.where(Plan.version == version) if version is not None
+        query.where(Plan.version == version)
+        if version is not None
         else query.where(Plan.is_current == True)  # noqa: E712
     )
     row = await query.first().output(load_json=True)
@@ -173,9 +198,12 @@ async def plan_by_id(plan_id: str) -> schemas.Plan:
 
 
 async def plan_by_price(price_id: str) -> schemas.Plan | None:
-    row = await Plan.select().where(
-        (Plan.stripe_price_month_id == price_id) | (Plan.stripe_price_year_id == price_id)
-    ).first().output(load_json=True)
+    row = (
+        await Plan.select()
+        .where((Plan.stripe_price_month_id == price_id) | (Plan.stripe_price_year_id == price_id))
+        .first()
+        .output(load_json=True)
+    )
     return None if row is None else to_schema(row)
 
 
@@ -197,28 +225,40 @@ async def sync_to_stripe() -> list[str]:
         if product_id is None:
             found = next(iter(existing.values()), None)
             product_id = (
-                found["product"] if found
-                else (await gw.create_product(plan_id=row.id, code=row.code,
-                                              name=f"{row.name} support (v{row.version})"))["id"]
+                found["product"]
+                if found
+                else (
+                    await gw.create_product(
+                        plan_id=row.id, code=row.code, name=f"{row.name} support (v{row.version})"
+                    )
+                )["id"]
             )
         price_ids: dict[str, str] = {}
         for interval, key in keys.items():
             price = existing.get(key) or await gw.create_price(
-                product=product_id, currency=row.currency,
+                product=product_id,
+                currency=row.currency,
                 unit_amount=row.monthly_price if interval == "month" else row.annual_price,
-                interval=interval, lookup_key=key, plan_id=row.id,
+                interval=interval,
+                lookup_key=key,
+                plan_id=row.id,
             )
             price_ids[interval] = price["id"]
         if (row.stripe_product_id, row.stripe_price_month_id, row.stripe_price_year_id) != (
-            product_id, price_ids["month"], price_ids["year"]
+            product_id,
+            price_ids["month"],
+            price_ids["year"],
         ):
-            await Plan.update({
-                Plan.stripe_product_id: product_id,
-                Plan.stripe_price_month_id: price_ids["month"],
-                Plan.stripe_price_year_id: price_ids["year"],
-            }).where(Plan.id == row.id)
-            await audit.record("plan.synced", "plan", row.id,
-                               after={"product": product_id, **price_ids})
+            await Plan.update(
+                {
+                    Plan.stripe_product_id: product_id,
+                    Plan.stripe_price_month_id: price_ids["month"],
+                    Plan.stripe_price_year_id: price_ids["year"],
+                }
+            ).where(Plan.id == row.id)
+            await audit.record(
+                "plan.synced", "plan", row.id, after={"product": product_id, **price_ids}
+            )
         _by_id.pop(row.id, None)
         synced.append(f"{row.code} v{row.version}")
     return synced
@@ -234,41 +274,76 @@ SEED: tuple[schemas.PlanCreate, ...] = tuple(
     msgspec.convert(p, schemas.PlanCreate)
     for p in (
         {
-            "code": STANDARD, "name": "Standard",
+            "code": STANDARD,
+            "name": "Standard",
             "description": "Free fallback: business-hours support, no guarantees beyond these.",
-            "monthly_price": 0, "annual_price": 0,
-            "targets": {"p1": _t(24 * 60, BH), "p2": _t(36 * 60, BH), "p3": _t(48 * 60, BH),
-                        "p4": _t(72 * 60, BH)},
-            "included_incidents": None, "fast_track_price": 14900, "fast_track_minutes": 240,
+            "monthly_price": 0,
+            "annual_price": 0,
+            "targets": {
+                "p1": _t(24 * 60, BH),
+                "p2": _t(36 * 60, BH),
+                "p3": _t(48 * 60, BH),
+                "p4": _t(72 * 60, BH),
+            },
+            "included_incidents": None,
+            "fast_track_price": 14900,
+            "fast_track_minutes": 240,
         },
         {
-            "code": "basic", "name": "Basic",
+            "code": "basic",
+            "name": "Basic",
             "description": "Business-hours support with an 8-hour P1 response.",
-            "monthly_price": 9900, "annual_price": 99000,
-            "targets": {"p1": _t(8 * 60, BH), "p2": _t(16 * 60, BH), "p3": _t(24 * 60, BH),
-                        "p4": _t(48 * 60, BH)},
-            "included_incidents": 5, "overage_price": 4900,
-            "fast_track_price": 9900, "fast_track_minutes": 120,
-            "credit_percent": 5, "credit_cap_percent": 15,
+            "monthly_price": 9900,
+            "annual_price": 99000,
+            "targets": {
+                "p1": _t(8 * 60, BH),
+                "p2": _t(16 * 60, BH),
+                "p3": _t(24 * 60, BH),
+                "p4": _t(48 * 60, BH),
+            },
+            "included_incidents": 5,
+            "overage_price": 4900,
+            "fast_track_price": 9900,
+            "fast_track_minutes": 120,
+            "credit_percent": 5,
+            "credit_cap_percent": 15,
         },
         {
-            "code": "business", "name": "Business",
+            "code": "business",
+            "name": "Business",
             "description": "P1 answered within 2 hours around the clock; 10 incidents a month.",
-            "monthly_price": 49900, "annual_price": 499000,
-            "targets": {"p1": _t(120, H24), "p2": _t(8 * 60, BH), "p3": _t(16 * 60, BH),
-                        "p4": _t(24 * 60, BH)},
-            "included_incidents": 10, "overage_price": 7900,
-            "fast_track_price": 7900, "fast_track_minutes": 60,
-            "credit_percent": 5, "credit_cap_percent": 20,
+            "monthly_price": 49900,
+            "annual_price": 499000,
+            "targets": {
+                "p1": _t(120, H24),
+                "p2": _t(8 * 60, BH),
+                "p3": _t(16 * 60, BH),
+                "p4": _t(24 * 60, BH),
+            },
+            "included_incidents": 10,
+            "overage_price": 7900,
+            "fast_track_price": 7900,
+            "fast_track_minutes": 60,
+            "credit_percent": 5,
+            "credit_cap_percent": 20,
         },
         {
-            "code": "premium", "name": "Premium",
+            "code": "premium",
+            "name": "Premium",
             "description": "P1 in 30 minutes, P2 in 2 hours, 24x7; every incident fast-tracked.",
-            "monthly_price": 199900, "annual_price": 1999000,
-            "targets": {"p1": _t(30, H24), "p2": _t(120, H24), "p3": _t(8 * 60, BH),
-                        "p4": _t(16 * 60, BH)},
-            "included_incidents": None, "fast_track_price": 0, "fast_track_minutes": 30,
-            "credit_percent": 10, "credit_cap_percent": 30,
+            "monthly_price": 199900,
+            "annual_price": 1999000,
+            "targets": {
+                "p1": _t(30, H24),
+                "p2": _t(120, H24),
+                "p3": _t(8 * 60, BH),
+                "p4": _t(16 * 60, BH),
+            },
+            "included_incidents": None,
+            "fast_track_price": 0,
+            "fast_track_minutes": 30,
+            "credit_percent": 10,
+            "credit_cap_percent": 30,
         },
     )
 )

@@ -10,7 +10,13 @@ import msgspec
 from billing import catalog, entitlements, schemas
 from billing.exceptions import StripeRejected, StripeUnavailable
 from billing.stripe_gateway import gateway
-from billing.tables import FastTrackLedger, FastTrackPurchase, IncidentUsage, ServiceCredit, Subscription
+from billing.tables import (
+    FastTrackLedger,
+    FastTrackPurchase,
+    IncidentUsage,
+    ServiceCredit,
+    Subscription,
+)
 from common import audit
 from common.clock import utcnow
 from common.db import engine
@@ -30,9 +36,16 @@ log = logging.getLogger("billing.credits")
 
 def _outcome(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
     return schemas.ServiceCreditOutcome(
-        id=row.id, incident_id=row.incident_id, customer_id=row.customer_id, kind=row.kind,
-        amount=Money(row.amount, row.currency), status=row.status, reason=row.reason,
-        stripe_object_id=row.stripe_object_id, created_at=row.created_at, issued_at=row.issued_at,
+        id=row.id,
+        incident_id=row.incident_id,
+        customer_id=row.customer_id,
+        kind=row.kind,
+        amount=Money(row.amount, row.currency),
+        status=row.status,
+        reason=row.reason,
+        stripe_object_id=row.stripe_object_id,
+        created_at=row.created_at,
+        issued_at=row.issued_at,
     )
 
 
@@ -40,14 +53,22 @@ async def _decide(usage: IncidentUsage, claim: schemas.IncidentClaim) -> Service
     """Work out the credit (not yet issued) from the snapshot the incident was opened under."""
     ent = claim.entitlement
     row = ServiceCredit(
-        id=new_id("scr"), incident_id=usage.incident_id, customer_id=usage.customer_id,
-        kind="none", amount=0, currency="usd", status="skipped", created_at=utcnow(),
+        id=new_id("scr"),
+        incident_id=usage.incident_id,
+        customer_id=usage.customer_id,
+        kind="none",
+        amount=0,
+        currency="usd",
+        status="skipped",
+        created_at=utcnow(),
         period_start=ent.period_start,
     )
     if claim.fast_track_used and claim.fast_track_purchase_id:
-        purchase = await FastTrackPurchase.objects().where(
-            FastTrackPurchase.id == claim.fast_track_purchase_id
-        ).first()
+        purchase = (
+            await FastTrackPurchase.objects()
+            .where(FastTrackPurchase.id == claim.fast_track_purchase_id)
+            .first()
+        )
         if purchase is not None and purchase.stripe_payment_intent_id:
             row.kind, row.amount, row.currency = "refund", purchase.unit_amount, purchase.currency
             row.reason = "fast-track response deadline missed: the fast-track payment is refunded"
@@ -61,12 +82,17 @@ async def _decide(usage: IncidentUsage, claim: schemas.IncidentClaim) -> Service
     interval = sub.interval if sub else "month"
     fee = entitlements.monthly_fee(plan, interval)
     already = await _credited_in_period(usage.customer_id, ent.period_start)
-    amount = plan_credit_amount(fee.amount, plan.credit_policy.percent_per_breach,
-                                plan.credit_policy.cap_percent_per_period, already)
+    amount = plan_credit_amount(
+        fee.amount,
+        plan.credit_policy.percent_per_breach,
+        plan.credit_policy.cap_percent_per_period,
+        already,
+    )
     row.currency = fee.currency
     if amount <= 0:
         row.reason = (
-            "no credit: the plan grants none" if plan.credit_policy.percent_per_breach == 0
+            "no credit: the plan grants none"
+            if plan.credit_policy.percent_per_breach == 0
             else "no credit: this period's cap is reached"
         )
         return row
@@ -91,23 +117,27 @@ async def _credited_in_period(customer_id: str, period_start: datetime | None) -
 async def issue_breach_credit(incident_id: str) -> schemas.ServiceCreditOutcome:
     """Decide and pay the credit for a breached incident, exactly once."""
     async with engine().transaction():
-        usage = await IncidentUsage.objects().where(
-            IncidentUsage.incident_id == incident_id
-        ).output(load_json=True).first()
+        usage = (
+            await IncidentUsage.objects()
+            .where(IncidentUsage.incident_id == incident_id)
+            .output(load_json=True)
+            .first()
+        )
         if usage is None:
             raise NotFound(f"no billing record of incident {incident_id!r}")
         # The customer lock serialises the per-period cap across concurrent breaches.
-        await IncidentUsage.raw("SELECT id FROM customer WHERE id = {} FOR UPDATE",
-                                usage.customer_id)
-        row = await ServiceCredit.objects().where(
-            ServiceCredit.incident_id == incident_id
-        ).first()
+        await IncidentUsage.raw(
+            "SELECT id FROM customer WHERE id = {} FOR UPDATE", usage.customer_id
+        )
+        row = await ServiceCredit.objects().where(ServiceCredit.incident_id == incident_id).first()
         if row is None:
             claim = msgspec.convert(usage.claim, schemas.IncidentClaim)
             row = await _decide(usage, claim)
             await row.save()
-            await audit.record("service_credit.decided", "service_credit", row.id,
-                               after=_outcome(row))
+            await audit.record(
+                "service_credit.decided", "service_credit", row.id, after=_outcome(row)
+            )
+    assert row is not None
     if row.status in ("issued", "skipped"):
         return _outcome(row)
     return await _pay(row)
@@ -115,54 +145,78 @@ async def issue_breach_credit(incident_id: str) -> schemas.ServiceCreditOutcome:
 
 async def _pay(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
     gw = gateway()
-    metadata = {"incident_id": row.incident_id, "customer_id": row.customer_id,
-                "service_credit_id": row.id}
+    metadata = {
+        "incident_id": row.incident_id,
+        "customer_id": row.customer_id,
+        "service_credit_id": row.id,
+    }
     try:
         if row.kind == "refund":
-            usage = await IncidentUsage.objects().where(
-                IncidentUsage.incident_id == row.incident_id
-            ).first()
+            usage = (
+                await IncidentUsage.objects()
+                .where(IncidentUsage.incident_id == row.incident_id)
+                .first()
+            )
             assert usage is not None and usage.fast_track_purchase_id
-            purchase = await FastTrackPurchase.objects().where(
-                FastTrackPurchase.id == usage.fast_track_purchase_id
-            ).first()
+            purchase = (
+                await FastTrackPurchase.objects()
+                .where(FastTrackPurchase.id == usage.fast_track_purchase_id)
+                .first()
+            )
             assert purchase is not None and purchase.stripe_payment_intent_id
             stripe_obj = await gw.refund(
-                key=f"breach-{row.incident_id}", payment_intent=purchase.stripe_payment_intent_id,
-                amount=row.amount, metadata=metadata,
+                key=f"breach-{row.incident_id}",
+                payment_intent=purchase.stripe_payment_intent_id,
+                amount=row.amount,
+                metadata=metadata,
             )
         else:
-            usage = await IncidentUsage.objects().where(
-                IncidentUsage.incident_id == row.incident_id
-            ).first()
-            sub = await Subscription.objects().where(
-                Subscription.id == (usage.subscription_id if usage else None)
-            ).first()
+            usage = (
+                await IncidentUsage.objects()
+                .where(IncidentUsage.incident_id == row.incident_id)
+                .first()
+            )
+            sub = (
+                await Subscription.objects()
+                .where(Subscription.id == (usage.subscription_id if usage else None))
+                .first()
+            )
             if sub is None or not sub.stripe_subscription_id:
                 return await _finish(row, "skipped", None, None, "no Stripe subscription to credit")
             invoice = await gw.latest_paid_invoice(sub.stripe_subscription_id)
             if invoice is None:
                 return await _finish(row, "skipped", None, None, "no paid invoice to credit")
-            amount = min(row.amount, int(invoice.get("total", 0)) - int(
-                invoice.get("post_payment_credit_notes_amount", 0) or 0))
+            amount = min(
+                row.amount,
+                int(invoice.get("total", 0))
+                - int(invoice.get("post_payment_credit_notes_amount", 0) or 0),
+            )
             if amount <= 0:
-                return await _finish(row, "skipped", None, invoice["id"],
-                                     "the latest paid invoice is fully credited")
+                return await _finish(
+                    row, "skipped", None, invoice["id"], "the latest paid invoice is fully credited"
+                )
             row.amount = amount
             stripe_obj = await gw.credit_note(
-                key=f"breach-{row.incident_id}", invoice=invoice["id"], amount=amount,
-                memo=row.reason, metadata=metadata,
+                key=f"breach-{row.incident_id}",
+                invoice=invoice["id"],
+                amount=amount,
+                memo=row.reason,
+                metadata=metadata,
             )
             row.stripe_invoice_id = invoice["id"]
     except (StripeUnavailable, StripeRejected) as e:
-        await ServiceCredit.update({ServiceCredit.last_error: e.detail, ServiceCredit.status: "failed"}
-                                   ).where(ServiceCredit.id == row.id)
+        await ServiceCredit.update(
+            {ServiceCredit.last_error: e.detail, ServiceCredit.status: "failed"}
+        ).where(ServiceCredit.id == row.id)
         raise
     return await _finish(row, "issued", stripe_obj["id"], row.stripe_invoice_id, None)
 
 
 async def _finish(
-    row: ServiceCredit, status: str, stripe_id: str | None, invoice_id: str | None,
+    row: ServiceCredit,
+    status: str,
+    stripe_id: str | None,
+    invoice_id: str | None,
     note: str | None,
 ) -> schemas.ServiceCreditOutcome:
     async with engine().transaction():
@@ -176,9 +230,11 @@ async def _finish(
             row.reason = note or row.reason
         await row.save()
         if status == "issued" and row.kind == "refund":
-            usage = await IncidentUsage.objects().where(
-                IncidentUsage.incident_id == row.incident_id
-            ).first()
+            usage = (
+                await IncidentUsage.objects()
+                .where(IncidentUsage.incident_id == row.incident_id)
+                .first()
+            )
             if usage is not None and usage.fast_track_purchase_id:
                 # The used credit comes back and goes out again as refunded: the
                 # ledger keeps both movements, the balance does not change.
@@ -188,12 +244,18 @@ async def _finish(
                         " purchase_id, incident_id, dedupe_key, created_at)"
                         " VALUES ({}, {}, {}, {}, {}, {}, {}, {})"
                         " ON CONFLICT (dedupe_key) DO NOTHING",
-                        new_id("ftl"), row.customer_id, delta, reason,
-                        usage.fast_track_purchase_id, row.incident_id,
-                        f"{reason}:{row.incident_id}", utcnow(),
+                        new_id("ftl"),
+                        row.customer_id,
+                        delta,
+                        reason,
+                        usage.fast_track_purchase_id,
+                        row.incident_id,
+                        f"{reason}:{row.incident_id}",
+                        utcnow(),
                     )
-        await audit.record(f"service_credit.{status}", "service_credit", row.id,
-                           after=_outcome(row))
+        await audit.record(
+            f"service_credit.{status}", "service_credit", row.id, after=_outcome(row)
+        )
     return _outcome(row)
 
 

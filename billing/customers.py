@@ -25,8 +25,13 @@ def to_schema(row: Customer | dict[str, Any]) -> schemas.Customer:
     if isinstance(hours, str):
         hours = msgspec.json.decode(hours)
     return schemas.Customer(
-        id=r["id"], external_id=r["external_id"], name=r["name"], email=r["email"],
-        timezone=r["timezone"], country=r["country"], business_hours=hours,
+        id=r["id"],
+        external_id=r["external_id"],
+        name=r["name"],
+        email=r["email"],
+        timezone=r["timezone"],
+        country=r["country"],
+        business_hours=hours,
         stripe_customer_id=r["stripe_customer_id"],
         has_payment_method=r["default_payment_method"] is not None,
         created_at=r["created_at"],
@@ -59,9 +64,16 @@ async def create_customer(data: schemas.CustomerCreate) -> schemas.Customer:
         customer_id=customer_id, external_id=data.external_id, name=data.name, email=data.email
     )
     row = Customer(
-        id=customer_id, external_id=data.external_id, name=data.name, email=data.email,
-        timezone=data.timezone, country=data.country, business_hours=data.business_hours,
-        stripe_customer_id=stripe_customer["id"], created_at=utcnow(), updated_at=utcnow(),
+        id=customer_id,
+        external_id=data.external_id,
+        name=data.name,
+        email=data.email,
+        timezone=data.timezone,
+        country=data.country,
+        business_hours=data.business_hours,
+        stripe_customer_id=stripe_customer["id"],
+        created_at=utcnow(),
+        updated_at=utcnow(),
     )
     try:
         await row.save()
@@ -77,7 +89,9 @@ async def create_customer(data: schemas.CustomerCreate) -> schemas.Customer:
 
 
 async def get_row(customer_id: str) -> Customer:
-    row = await Customer.objects().where(Customer.id == customer_id).first().output(load_json=True)
+    row: Customer | None = (
+        await Customer.objects().where(Customer.id == customer_id).first().output(load_json=True)
+    )
     if row is None:
         raise CustomerNotFound(f"no customer {customer_id!r}")
     return row
@@ -88,13 +102,13 @@ async def get_customer(customer_id: str) -> schemas.Customer:
 
 
 async def find_by_external_id(external_id: str) -> list[schemas.Customer]:
-    rows = await Customer.select().where(Customer.external_id == external_id).output(
-        load_json=True
-    )
+    rows = await Customer.select().where(Customer.external_id == external_id).output(load_json=True)
     return [to_schema(r) for r in rows]
 
 
-async def list_customers(limit: int, starting_after: str | None) -> tuple[list[schemas.Customer], bool]:
+async def list_customers(
+    limit: int, starting_after: str | None
+) -> tuple[list[schemas.Customer], bool]:
     query = Customer.select().order_by(Customer.id).limit(limit + 1).output(load_json=True)
     if starting_after:
         query = query.where(Customer.id > starting_after)
@@ -103,9 +117,7 @@ async def list_customers(limit: int, starting_after: str | None) -> tuple[list[s
 
 
 async def by_stripe_id(stripe_customer_id: str) -> Customer | None:
-    return await Customer.objects().where(
-        Customer.stripe_customer_id == stripe_customer_id
-    ).first()
+    return await Customer.objects().where(Customer.stripe_customer_id == stripe_customer_id).first()
 
 
 async def saved_payment_method(row: Customer) -> str | None:
@@ -127,6 +139,6 @@ async def saved_payment_method(row: Customer) -> str | None:
 
 
 async def remember_payment_method(stripe_customer_id: str, method: str, at: datetime) -> None:
-    await Customer.update(
-        {Customer.default_payment_method: method, Customer.updated_at: at}
-    ).where(Customer.stripe_customer_id == stripe_customer_id)
+    await Customer.update({Customer.default_payment_method: method, Customer.updated_at: at}).where(
+        Customer.stripe_customer_id == stripe_customer_id
+    )

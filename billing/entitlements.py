@@ -8,9 +8,9 @@ from typing import Any
 
 from billing import catalog, schemas
 from billing.exceptions import CustomerNotFound
+from billing.tables import Customer
 from common.clock import utcnow
 from common.config import get_settings
-from billing.tables import Customer
 from common.money import Money
 
 GRANTING = ("active", "trialing")
@@ -38,9 +38,7 @@ LEFT JOIN LATERAL (
 WHERE c.id = {customer}
 """
 # Piccolo's raw() takes positional {} placeholders in order of appearance.
-_NOW_ORDER = tuple(
-    token.split("}", 1)[0] for token in _NOW_SQL.split("{")[1:]
-)
+_NOW_ORDER = tuple(token.split("}", 1)[0] for token in _NOW_SQL.split("{")[1:])
 _NOW_SQL_POSITIONAL = _NOW_SQL
 for _name in ("month_start", "month_end", "now", "customer"):
     _NOW_SQL_POSITIONAL = _NOW_SQL_POSITIONAL.replace("{" + _name + "}", "{}")
@@ -109,8 +107,12 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
     if historical:
         rows = await _fetch(_HISTORY_SQL, when, customer_id)
     else:
-        values = {"month_start": month_start, "month_end": month_end, "now": when,
-                  "customer": customer_id}
+        values = {
+            "month_start": month_start,
+            "month_end": month_end,
+            "now": when,
+            "customer": customer_id,
+        }
         rows = await _fetch(_NOW_SQL_POSITIONAL, *(values[n] for n in _NOW_ORDER))
     if not rows:
         raise CustomerNotFound(f"no customer {customer_id!r}")
@@ -122,9 +124,15 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
         period_start, period_end = state["current_period_start"], state["current_period_end"]
     else:
         period_start, period_end = month_start, month_end
-    counts = state if not historical else (
-        await _fetch(_COUNTS_SQL, customer_id, period_start, period_end, customer_id, when, when)
-    )[0]
+    counts = (
+        state
+        if not historical
+        else (
+            await _fetch(
+                _COUNTS_SQL, customer_id, period_start, period_end, customer_id, when, when
+            )
+        )[0]
+    )
     used = int(counts["used"])
     credits = max(0, int(counts["credits"]))
     included = plan.included_incidents
@@ -145,7 +153,8 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
         valid_until=valid_until,
         targets=plan.targets,
         incidents=schemas.IncidentAllowance(
-            included=included, used=used,
+            included=included,
+            used=used,
             remaining=None if included is None else max(0, included - used),
         ),
         fast_track=schemas.FastTrackEntitlement(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import stripe
 
@@ -30,16 +30,21 @@ def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]
     try:
         stripe.Webhook.construct_event(payload, signature, secret, tolerance=TOLERANCE_SECONDS)
     except stripe.SignatureVerificationError as e:
-        raise InvalidEvent(f"bad Stripe signature: {e.user_message or e}",
-                           field="Stripe-Signature") from e
+        raise InvalidEvent(
+            f"bad Stripe signature: {e.user_message or e}", field="Stripe-Signature"
+        ) from e
     except ValueError as e:
         raise InvalidEvent("the body is not a Stripe event") from e
     try:
         event = json.loads(payload)
     except ValueError as e:  # pragma: no cover - construct_event parsed it already
         raise InvalidEvent("the body is not JSON") from e
-    if not isinstance(event, dict) or not str(event.get("id", "")).startswith("evt_") or \
-            not isinstance(event.get("data"), dict) or "type" not in event:
+    if (
+        not isinstance(event, dict)
+        or not str(event.get("id", "")).startswith("evt_")
+        or not isinstance(event.get("data"), dict)
+        or "type" not in event
+    ):
         raise InvalidEvent("the body is not a Stripe event")
     return event
 
@@ -49,7 +54,11 @@ async def store(event: dict[str, Any]) -> bool:
     inserted = await StripeEvent.raw(
         "INSERT INTO stripe_event (id, type, created, payload, received_at, attempts)"
         " VALUES ({}, {}, {}, {}::jsonb, {}, 0) ON CONFLICT (id) DO NOTHING RETURNING id",
-        event["id"], event["type"], int(event.get("created", 0)), json.dumps(event), utcnow(),
+        event["id"],
+        event["type"],
+        int(event.get("created", 0)),
+        json.dumps(event),
+        utcnow(),
     )
     return bool(inserted)
 
@@ -60,30 +69,40 @@ def _ts(value: Any) -> datetime | None:
 
 async def process(event_id: str) -> str:
     """Apply one stored event; safe to run twice and in any order."""
+    outcome: str
     try:
         async with engine().transaction():
-            row = await StripeEvent.objects().where(StripeEvent.id == event_id).lock_rows(
-                skip_locked=True
-            ).output(load_json=True).first()
+            row = (
+                await StripeEvent.objects()
+                .where(StripeEvent.id == event_id)
+                .lock_rows(skip_locked=True)
+                .output(load_json=True)
+                .first()
+            )
             if row is None:
                 return "missing-or-busy"
             if row.processed_at is not None:
                 return "already-processed"
             with acting_as(f"stripe:{event_id}"):
                 outcome = await _apply(row.payload)
-            await StripeEvent.update({
-                StripeEvent.attempts: row.attempts + 1, StripeEvent.processed_at: utcnow(),
-                StripeEvent.last_error: None,
-            }).where(StripeEvent.id == event_id)
-            return outcome
+            await StripeEvent.update(
+                {
+                    StripeEvent.attempts: row.attempts + 1,
+                    StripeEvent.processed_at: utcnow(),
+                    StripeEvent.last_error: None,
+                }
+            ).where(StripeEvent.id == event_id)
     except Exception as e:
         # The transaction rolled back; the failure is recorded on its own for replay.
         log.exception("stripe event %s failed", event_id)
-        await StripeEvent.update({
-            StripeEvent.attempts: StripeEvent.attempts + 1,
-            StripeEvent.last_error: repr(e)[:2000],
-        }).where(StripeEvent.id == event_id)
+        await StripeEvent.update(
+            {
+                StripeEvent.attempts: StripeEvent.attempts + 1,
+                StripeEvent.last_error: repr(e)[:2000],
+            }
+        ).where(StripeEvent.id == event_id)
         raise
+    return outcome
 
 
 async def _apply(event: dict[str, Any]) -> str:
@@ -144,9 +163,11 @@ async def _customer_id(stripe_customer: Any) -> str | None:
         stripe_customer = stripe_customer.get("id")
     if not stripe_customer:
         return None
-    row = await Customer.select(Customer.id).where(
-        Customer.stripe_customer_id == stripe_customer
-    ).first()
+    row = (
+        await Customer.select(Customer.id)
+        .where(Customer.stripe_customer_id == stripe_customer)
+        .first()
+    )
     return None if row is None else str(row["id"])
 
 
@@ -154,8 +175,9 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
     stripe_id = obj.get("id")
     if not stripe_id:
         return
-    existing = await Invoice.objects().where(Invoice.stripe_invoice_id == stripe_id).lock_rows(
-    ).first()
+    existing = (
+        await Invoice.objects().where(Invoice.stripe_invoice_id == stripe_id).lock_rows().first()
+    )
     if existing is not None and existing.stripe_event_created > created:
         return
     sub_ref = obj.get("subscription") or (
@@ -165,14 +187,19 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
     if sub_ref:
         from billing.tables import Subscription
 
-        sub = await Subscription.select(Subscription.id).where(
-            Subscription.stripe_subscription_id == sub_ref
-        ).first()
+        sub = (
+            await Subscription.select(Subscription.id)
+            .where(Subscription.stripe_subscription_id == sub_ref)
+            .first()
+        )
         sub_id = sub["id"] if sub else None
     transitions = obj.get("status_transitions") or {}
     lines = [
-        {"description": line.get("description"), "amount": line.get("amount"),
-         "period": line.get("period")}
+        {
+            "description": line.get("description"),
+            "amount": line.get("amount"),
+            "period": line.get("period"),
+        }
         for line in (obj.get("lines") or {}).get("data", [])
     ]
     values = {
@@ -194,11 +221,13 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
         "paid_at": _ts(transitions.get("paid_at")),
         "hosted_invoice_url": obj.get("hosted_invoice_url"),
         "lines": lines,
-        "raw": obj,
+        "stripe_object": obj,
         "stripe_event_created": created,
     }
     if existing is None:
-        await Invoice.insert(Invoice(id=new_id("inv"), stripe_invoice_id=stripe_id, **values))
+        await Invoice.insert(
+            Invoice(id=new_id("inv"), stripe_invoice_id=stripe_id, **cast(Any, values))
+        )
     else:
         for name, value in values.items():
             setattr(existing, name, value)
@@ -212,17 +241,22 @@ async def _mirror_credit_note(obj: dict[str, Any]) -> None:
     values = {
         "stripe_invoice_id": invoice or "",
         "customer_id": await _customer_id(obj.get("customer")),
-        "number": obj.get("number"), "status": obj.get("status") or "issued",
-        "currency": obj.get("currency") or "usd", "amount": int(obj.get("total") or obj.get("amount") or 0),
-        "reason": obj.get("reason"), "memo": obj.get("memo"),
-        "created": _ts(obj.get("created")) or utcnow(), "raw": obj,
+        "number": obj.get("number"),
+        "status": obj.get("status") or "issued",
+        "currency": obj.get("currency") or "usd",
+        "amount": int(obj.get("total") or obj.get("amount") or 0),
+        "reason": obj.get("reason"),
+        "memo": obj.get("memo"),
+        "created": _ts(obj.get("created")) or utcnow(),
+        "stripe_object": obj,
     }
-    existing = await CreditNote.objects().where(
-        CreditNote.stripe_credit_note_id == obj["id"]
-    ).first()
+    existing = (
+        await CreditNote.objects().where(CreditNote.stripe_credit_note_id == obj["id"]).first()
+    )
     if existing is None:
-        await CreditNote.insert(CreditNote(id=new_id("cn"), stripe_credit_note_id=obj["id"],
-                                           **values))
+        await CreditNote.insert(
+            CreditNote(id=new_id("cn"), stripe_credit_note_id=obj["id"], **cast(Any, values))
+        )
     else:
         for name, value in values.items():
             setattr(existing, name, value)
@@ -236,16 +270,25 @@ async def _mirror_refund(obj: dict[str, Any]) -> None:
     customer_id = None
     purchase_id = (obj.get("metadata") or {}).get("purchase_id")
     if purchase_id:
-        p = await FastTrackPurchase.select(FastTrackPurchase.customer_id).where(
-            FastTrackPurchase.id == purchase_id).first()
+        p = (
+            await FastTrackPurchase.select(FastTrackPurchase.customer_id)
+            .where(FastTrackPurchase.id == purchase_id)
+            .first()
+        )
         customer_id = p["customer_id"] if p else None
     customer_id = customer_id or (obj.get("metadata") or {}).get("customer_id")
     await Refund.raw(
         "INSERT INTO refund (id, stripe_refund_id, stripe_payment_intent_id, customer_id,"
         " amount, currency, status, reason, created) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})"
         " ON CONFLICT (stripe_refund_id) DO UPDATE SET status = EXCLUDED.status",
-        new_id("rf"), obj["id"], intent, customer_id, int(obj.get("amount") or 0),
-        obj.get("currency") or "usd", obj.get("status") or "succeeded", obj.get("reason"),
+        new_id("rf"),
+        obj["id"],
+        intent,
+        customer_id,
+        int(obj.get("amount") or 0),
+        obj.get("currency") or "usd",
+        obj.get("status") or "succeeded",
+        obj.get("reason"),
         _ts(obj.get("created")) or utcnow(),
     )
 
@@ -254,10 +297,15 @@ async def pending(limit: int = 500, min_age_seconds: int = 10) -> list[tuple[str
     """Events received a while ago and still not applied, with their attempt counts."""
     from datetime import timedelta
 
-    rows = await StripeEvent.select(StripeEvent.id, StripeEvent.attempts).where(
-        StripeEvent.processed_at.is_null()
-        & (StripeEvent.received_at < utcnow() - timedelta(seconds=min_age_seconds))
-    ).order_by(StripeEvent.created).limit(limit)
+    rows = (
+        await StripeEvent.select(StripeEvent.id, StripeEvent.attempts)
+        .where(
+            StripeEvent.processed_at.is_null()
+            & (StripeEvent.received_at < utcnow() - timedelta(seconds=min_age_seconds))
+        )
+        .order_by(StripeEvent.created)
+        .limit(limit)
+    )
     return [(str(r["id"]), int(r["attempts"])) for r in rows]
 
 

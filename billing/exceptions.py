@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from common.errors import BadRequest, Conflict, InvalidRequest, NotFound, PaymentRequired, UpstreamUnavailable
+from common.errors import (
+    BadRequest,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PaymentRequired,
+    UpstreamUnavailable,
+)
 
 
 class PlanNotFound(NotFound):

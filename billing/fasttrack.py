@@ -28,11 +28,18 @@ log = logging.getLogger("billing.fasttrack")
 
 def to_schema(row: FastTrackPurchase) -> schemas.FastTrackPurchase:
     return schemas.FastTrackPurchase(
-        id=row.id, customer_id=row.customer_id, quantity=row.quantity,
+        id=row.id,
+        customer_id=row.customer_id,
+        quantity=row.quantity,
         unit_price=Money(row.unit_amount, row.currency),
-        total=Money(row.unit_amount * row.quantity, row.currency), mode=row.mode,
-        status=row.status, checkout_url=row.checkout_url, failure_reason=row.failure_reason,
-        created_at=row.created_at, paid_at=row.paid_at, refunded_quantity=row.refunded_quantity,
+        total=Money(row.unit_amount * row.quantity, row.currency),
+        mode=row.mode,
+        status=row.status,
+        checkout_url=row.checkout_url,
+        failure_reason=row.failure_reason,
+        created_at=row.created_at,
+        paid_at=row.paid_at,
+        refunded_quantity=row.refunded_quantity,
     )
 
 
@@ -58,8 +65,13 @@ async def purchase(
                 "the customer has no saved payment method; use mode=checkout", field="mode"
             )
     row = FastTrackPurchase(
-        id=new_id("ftp"), customer_id=customer_id, quantity=data.quantity,
-        unit_amount=price.amount, currency=price.currency, mode=data.mode, status="pending",
+        id=new_id("ftp"),
+        customer_id=customer_id,
+        quantity=data.quantity,
+        unit_amount=price.amount,
+        currency=price.currency,
+        mode=data.mode,
+        status="pending",
         created_at=utcnow(),
     )
     metadata = {"purchase_id": row.id, "customer_id": customer_id, "kind": "fast_track"}
@@ -67,9 +79,12 @@ async def purchase(
     gw = gateway()
     if data.mode == "checkout":
         session = await gw.checkout_payment(
-            key=row.id, stripe_customer_id=cust.stripe_customer_id,
+            key=row.id,
+            stripe_customer_id=cust.stripe_customer_id,
             name=f"Fast-track incident ({ent.fast_track.first_response_minutes} min response)",
-            unit_amount=price.amount, currency=price.currency, quantity=data.quantity,
+            unit_amount=price.amount,
+            currency=price.currency,
+            quantity=data.quantity,
             success_url=data.success_url or "https://example.invalid/fast-track/success",
             cancel_url=data.cancel_url or "https://example.invalid/fast-track/cancel",
             metadata=metadata,
@@ -78,36 +93,47 @@ async def purchase(
         row.stripe_checkout_session_id = session["id"]
         async with engine().transaction():
             await row.save()
-            await audit.record("fast_track.purchase_started", "fast_track_purchase", row.id,
-                               after=to_schema(row))
+            await audit.record(
+                "fast_track.purchase_started", "fast_track_purchase", row.id, after=to_schema(row)
+            )
         return to_schema(row)
     assert method is not None
     async with engine().transaction():
         await row.save()
     try:
         intent = await gw.charge_saved_method(
-            key=row.id, stripe_customer_id=cust.stripe_customer_id, payment_method=method,
-            amount=total, currency=price.currency,
-            description=f"{data.quantity} fast-track incident(s)", metadata=metadata,
+            key=row.id,
+            stripe_customer_id=cust.stripe_customer_id,
+            payment_method=method,
+            amount=total,
+            currency=price.currency,
+            description=f"{data.quantity} fast-track incident(s)",
+            metadata=metadata,
         )
     except PaymentDeclined as e:
         if e.decline_code == "authentication_required":
             # Off-session charges cannot ask for 3-D Secure: the customer must pay in
             # Checkout. The purchase stays visible as needing that action.
-            await FastTrackPurchase.update({
-                FastTrackPurchase.status: "requires_action",
-                FastTrackPurchase.failure_reason: (
-                    "the card needs the customer's authentication; buy with mode=checkout"
-                ),
-            }).where(FastTrackPurchase.id == row.id)
+            await FastTrackPurchase.update(
+                {
+                    FastTrackPurchase.status: "requires_action",
+                    FastTrackPurchase.failure_reason: (
+                        "the card needs the customer's authentication; buy with mode=checkout"
+                    ),
+                }
+            ).where(FastTrackPurchase.id == row.id)
             fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == row.id).first()
             assert fresh is not None
             return to_schema(fresh)
-        await FastTrackPurchase.update({
-            FastTrackPurchase.status: "failed", FastTrackPurchase.failure_reason: e.detail,
-        }).where(FastTrackPurchase.id == row.id)
-        await audit.record("fast_track.purchase_failed", "fast_track_purchase", row.id,
-                           after={"reason": e.detail})
+        await FastTrackPurchase.update(
+            {
+                FastTrackPurchase.status: "failed",
+                FastTrackPurchase.failure_reason: e.detail,
+            }
+        ).where(FastTrackPurchase.id == row.id)
+        await audit.record(
+            "fast_track.purchase_failed", "fast_track_purchase", row.id, after={"reason": e.detail}
+        )
         raise PaymentDeclined(f"{e.detail} (purchase {row.id})", decline_code=e.decline_code) from e
     await apply_payment_intent(intent)
     fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == row.id).first()
@@ -124,26 +150,33 @@ async def apply_payment_intent(intent: dict[str, Any]) -> None:
     if status == "succeeded":
         await grant(purchase_id, payment_intent=intent["id"])
     elif status == "requires_action":
-        await FastTrackPurchase.update({
-            FastTrackPurchase.status: "requires_action",
-            FastTrackPurchase.stripe_payment_intent_id: intent["id"],
-            FastTrackPurchase.failure_reason: "the card needs the customer's authentication",
-        }).where((FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.status == "pending"))
+        await FastTrackPurchase.update(
+            {
+                FastTrackPurchase.status: "requires_action",
+                FastTrackPurchase.stripe_payment_intent_id: intent["id"],
+                FastTrackPurchase.failure_reason: "the card needs the customer's authentication",
+            }
+        ).where((FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.status == "pending"))
     elif status in ("requires_payment_method", "canceled"):
         error = (intent.get("last_payment_error") or {}).get("message") or status
-        await FastTrackPurchase.update({
-            FastTrackPurchase.status: "failed",
-            FastTrackPurchase.stripe_payment_intent_id: intent["id"],
-            FastTrackPurchase.failure_reason: error,
-        }).where((FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.status == "pending"))
+        await FastTrackPurchase.update(
+            {
+                FastTrackPurchase.status: "failed",
+                FastTrackPurchase.stripe_payment_intent_id: intent["id"],
+                FastTrackPurchase.failure_reason: error,
+            }
+        ).where((FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.status == "pending"))
 
 
 async def grant(purchase_id: str, *, payment_intent: str | None) -> bool:
     """Credit a paid purchase exactly once; returns whether this call granted it."""
     async with engine().transaction():
-        row = await FastTrackPurchase.objects().where(
-            FastTrackPurchase.id == purchase_id
-        ).lock_rows().first()
+        row = (
+            await FastTrackPurchase.objects()
+            .where(FastTrackPurchase.id == purchase_id)
+            .lock_rows()
+            .first()
+        )
         if row is None:
             log.warning("payment for unknown fast-track purchase %s", purchase_id)
             return False
@@ -159,19 +192,37 @@ async def grant(purchase_id: str, *, payment_intent: str | None) -> bool:
         row.failure_reason = None
         row.stripe_payment_intent_id = payment_intent or row.stripe_payment_intent_id
         await row.save()
-        await FastTrackLedger.insert(FastTrackLedger(
-            id=new_id("ftl"), customer_id=row.customer_id, delta=row.quantity, reason="purchase",
-            purchase_id=row.id, dedupe_key=f"purchase:{row.id}", expires_at=row.expires_at,
-            created_at=now,
-        ))
-        await audit.record("fast_track.granted", "fast_track_purchase", row.id,
-                           after={"quantity": row.quantity, "expires_at": row.expires_at})
-        await outbox.emit("fast_track.purchased", {
-            "customer_id": row.customer_id, "purchase_id": row.id, "quantity": row.quantity,
-            "amount": row.unit_amount * row.quantity, "currency": row.currency,
-            "expires_at": row.expires_at,
-        }, customer_id=row.customer_id)
-        return True
+        await FastTrackLedger.insert(
+            FastTrackLedger(
+                id=new_id("ftl"),
+                customer_id=row.customer_id,
+                delta=row.quantity,
+                reason="purchase",
+                purchase_id=row.id,
+                dedupe_key=f"purchase:{row.id}",
+                expires_at=row.expires_at,
+                created_at=now,
+            )
+        )
+        await audit.record(
+            "fast_track.granted",
+            "fast_track_purchase",
+            row.id,
+            after={"quantity": row.quantity, "expires_at": row.expires_at},
+        )
+        await outbox.emit(
+            "fast_track.purchased",
+            {
+                "customer_id": row.customer_id,
+                "purchase_id": row.id,
+                "quantity": row.quantity,
+                "amount": row.unit_amount * row.quantity,
+                "currency": row.currency,
+                "expires_at": row.expires_at,
+            },
+            customer_id=row.customer_id,
+        )
+    return True
 
 
 async def complete_checkout(session: dict[str, Any]) -> None:
@@ -186,14 +237,19 @@ async def complete_checkout(session: dict[str, Any]) -> None:
 
 async def refresh(customer_id: str, purchase_id: str) -> schemas.FastTrackPurchase:
     """Ask Stripe how a purchase stands (the storefront's success page calls this)."""
-    row = await FastTrackPurchase.objects().where(
-        (FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.customer_id == customer_id)
-    ).first()
+    row = (
+        await FastTrackPurchase.objects()
+        .where(
+            (FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.customer_id == customer_id)
+        )
+        .first()
+    )
     if row is None:
         raise PurchaseNotFound(f"no fast-track purchase {purchase_id!r} for this customer")
     if row.stripe_checkout_session_id and row.paid_at is None:
-        await complete_checkout(await gateway().retrieve_checkout_session(
-            row.stripe_checkout_session_id))
+        await complete_checkout(
+            await gateway().retrieve_checkout_session(row.stripe_checkout_session_id)
+        )
     fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == purchase_id).first()
     assert fresh is not None
     return to_schema(fresh)
@@ -206,16 +262,19 @@ async def _remaining_by_purchase(customer_id: str, at: datetime) -> list[dict[st
         " FROM fast_track_purchase p JOIN fast_track_ledger l ON l.purchase_id = p.id"
         " WHERE p.customer_id = {} AND p.expires_at > {}"
         " GROUP BY p.id ORDER BY p.expires_at, p.id",
-        customer_id, at,
+        customer_id,
+        at,
     )
     return [r for r in rows if int(r["remaining"]) > 0]
 
 
 async def use_credit(customer_id: str, incident_id: str, at: datetime) -> str:
     """Spend one credit (earliest expiry first) for an incident; caller holds the customer lock."""
-    existing = await FastTrackLedger.objects().where(
-        FastTrackLedger.dedupe_key == f"use:{incident_id}"
-    ).first()
+    existing = (
+        await FastTrackLedger.objects()
+        .where(FastTrackLedger.dedupe_key == f"use:{incident_id}")
+        .first()
+    )
     if existing is not None:
         assert existing.purchase_id is not None
         return existing.purchase_id
@@ -223,16 +282,23 @@ async def use_credit(customer_id: str, incident_id: str, at: datetime) -> str:
     if not available:
         raise FastTrackUnavailable("the customer has no fast-track credit; buy one first")
     purchase_id = str(available[0]["id"])
-    await FastTrackLedger.insert(FastTrackLedger(
-        id=new_id("ftl"), customer_id=customer_id, delta=-1, reason="use",
-        purchase_id=purchase_id, incident_id=incident_id, dedupe_key=f"use:{incident_id}",
-        created_at=at,
-    ))
+    await FastTrackLedger.insert(
+        FastTrackLedger(
+            id=new_id("ftl"),
+            customer_id=customer_id,
+            delta=-1,
+            reason="use",
+            purchase_id=purchase_id,
+            incident_id=incident_id,
+            dedupe_key=f"use:{incident_id}",
+            created_at=at,
+        )
+    )
     return purchase_id
 
 
 async def expire_due() -> int:
-    """Write the −n expiry movements of purchases past their expiry (bookkeeping)."""
+    """Write the -n expiry movements of purchases past their expiry (bookkeeping)."""
     now = utcnow()
     rows: list[dict[str, Any]] = await FastTrackLedger.raw(
         "SELECT p.id, p.customer_id, p.expires_at, coalesce(sum(l.delta), 0) AS remaining"
@@ -245,26 +311,40 @@ async def expire_due() -> int:
             "INSERT INTO fast_track_ledger (id, customer_id, delta, reason, purchase_id,"
             " dedupe_key, created_at) VALUES ({}, {}, {}, 'expiry', {}, {}, {})"
             " ON CONFLICT (dedupe_key) DO NOTHING",
-            new_id("ftl"), r["customer_id"], -int(r["remaining"]), r["id"],
-            f"expiry:{r['id']}", r["expires_at"],
+            new_id("ftl"),
+            r["customer_id"],
+            -int(r["remaining"]),
+            r["id"],
+            f"expiry:{r['id']}",
+            r["expires_at"],
         )
     return len(rows)
 
 
 async def list_purchases(customer_id: str) -> list[schemas.FastTrackPurchase]:
     await customers.get_row(customer_id)
-    rows = await FastTrackPurchase.objects().where(
-        FastTrackPurchase.customer_id == customer_id
-    ).order_by(FastTrackPurchase.created_at, ascending=False)
+    rows = (
+        await FastTrackPurchase.objects()
+        .where(FastTrackPurchase.customer_id == customer_id)
+        .order_by(FastTrackPurchase.created_at, ascending=False)
+    )
     return [to_schema(r) for r in rows]
 
 
-async def refund_unused(customer_id: str, purchase_id: str, quantity: int | None) -> schemas.FastTrackPurchase:
+async def refund_unused(
+    customer_id: str, purchase_id: str, quantity: int | None
+) -> schemas.FastTrackPurchase:
     """Refund unused credits of one purchase through Stripe (admin)."""
     async with engine().transaction():
-        row = await FastTrackPurchase.objects().where(
-            (FastTrackPurchase.id == purchase_id) & (FastTrackPurchase.customer_id == customer_id)
-        ).lock_rows().first()
+        row = (
+            await FastTrackPurchase.objects()
+            .where(
+                (FastTrackPurchase.id == purchase_id)
+                & (FastTrackPurchase.customer_id == customer_id)
+            )
+            .lock_rows()
+            .first()
+        )
         if row is None:
             raise PurchaseNotFound(f"no fast-track purchase {purchase_id!r} for this customer")
         if row.paid_at is None or row.stripe_payment_intent_id is None:
@@ -278,18 +358,31 @@ async def refund_unused(customer_id: str, purchase_id: str, quantity: int | None
             )
         seq = row.refunded_quantity
         refund = await gateway().refund(
-            key=f"{row.id}-unused-{seq}-{qty}", payment_intent=row.stripe_payment_intent_id,
+            key=f"{row.id}-unused-{seq}-{qty}",
+            payment_intent=row.stripe_payment_intent_id,
             amount=qty * row.unit_amount,
             metadata={"purchase_id": row.id, "customer_id": customer_id, "kind": "unused"},
         )
+        assert row.stripe_payment_intent_id is not None
         row.refunded_quantity = seq + qty
         row.status = "refunded" if row.refunded_quantity >= row.quantity else row.status
         await row.save()
-        await FastTrackLedger.insert(FastTrackLedger(
-            id=new_id("ftl"), customer_id=customer_id, delta=-qty, reason="refund",
-            purchase_id=row.id, dedupe_key=f"refund:{refund['id']}", created_at=utcnow(),
-        ))
-        await audit.record("fast_track.refunded", "fast_track_purchase", row.id,
-                           after={"quantity": qty, "refund": refund["id"],
-                                  "amount": qty * row.unit_amount})
+        await FastTrackLedger.insert(
+            FastTrackLedger(
+                id=new_id("ftl"),
+                customer_id=customer_id,
+                delta=-qty,
+                reason="refund",
+                purchase_id=row.id,
+                dedupe_key=f"refund:{refund['id']}",
+                created_at=utcnow(),
+            )
+        )
+        await audit.record(
+            "fast_track.refunded",
+            "fast_track_purchase",
+            row.id,
+            after={"quantity": qty, "refund": refund["id"], "amount": qty * row.unit_amount},
+        )
+    assert row is not None
     return to_schema(row)

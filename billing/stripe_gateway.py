@@ -30,7 +30,7 @@ class GatewayConfig:
 
 def _plain(obj: Any) -> StripeDict:
     if isinstance(obj, stripe.StripeObject):
-        return cast(StripeDict, obj.to_dict())
+        return obj.to_dict()
     return cast(StripeDict, obj)
 
 
@@ -51,11 +51,14 @@ class StripeGateway:
         self._v1: Any = self._client.v1
 
     async def aclose(self) -> None:
-        await self._http.close_async()
+        await self._http.close_async()  # type: ignore[no-untyped-call] # untyped in the SDK
 
     async def _call(
-        self, op: Callable[..., Awaitable[Any]], *args: Any,
-        params: Mapping[str, Any] | None = None, idempotency_key: str | None = None,
+        self,
+        op: Callable[..., Awaitable[Any]],
+        *args: Any,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> StripeDict:
         options: dict[str, Any] = {}
         if idempotency_key is not None:
@@ -93,8 +96,11 @@ class StripeGateway:
     ) -> StripeDict:
         return await self._call(
             self._v1.customers.create_async,
-            params={"name": name, "email": email,
-                    "metadata": {"customer_id": customer_id, "external_id": external_id}},
+            params={
+                "name": name,
+                "email": email,
+                "metadata": {"customer_id": customer_id, "external_id": external_id},
+            },
             idempotency_key=f"customer-create-{customer_id}",
         )
 
@@ -124,14 +130,23 @@ class StripeGateway:
         )
 
     async def create_price(
-        self, *, product: str, currency: str, unit_amount: int, interval: str,
-        lookup_key: str, plan_id: str,
+        self,
+        *,
+        product: str,
+        currency: str,
+        unit_amount: int,
+        interval: str,
+        lookup_key: str,
+        plan_id: str,
     ) -> StripeDict:
         return await self._call(
             self._v1.prices.create_async,
             params={
-                "product": product, "currency": currency, "unit_amount": unit_amount,
-                "recurring": {"interval": interval}, "lookup_key": lookup_key,
+                "product": product,
+                "currency": currency,
+                "unit_amount": unit_amount,
+                "recurring": {"interval": interval},
+                "lookup_key": lookup_key,
                 "metadata": {"plan_id": plan_id},
             },
             idempotency_key=f"price-{lookup_key}",
@@ -140,15 +155,24 @@ class StripeGateway:
     # ------------------------------------------------------------ subscriptions
 
     async def checkout_subscription(
-        self, *, key: str, stripe_customer_id: str, price_id: str, success_url: str,
-        cancel_url: str, metadata: dict[str, str],
+        self,
+        *,
+        key: str,
+        stripe_customer_id: str,
+        price_id: str,
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
     ) -> StripeDict:
         return await self._call(
             self._v1.checkout.sessions.create_async,
             params={
-                "mode": "subscription", "customer": stripe_customer_id,
+                "mode": "subscription",
+                "customer": stripe_customer_id,
                 "line_items": [{"price": price_id, "quantity": 1}],
-                "success_url": success_url, "cancel_url": cancel_url, "metadata": metadata,
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "metadata": metadata,
                 "subscription_data": {"metadata": metadata},
                 "client_reference_id": metadata.get("subscription_id", ""),
             },
@@ -156,22 +180,33 @@ class StripeGateway:
         )
 
     async def create_subscription(
-        self, *, key: str, stripe_customer_id: str, price_id: str, metadata: dict[str, str],
-        send_invoice: bool, days_until_due: int, payment_method: str | None,
+        self,
+        *,
+        key: str,
+        stripe_customer_id: str,
+        price_id: str,
+        metadata: dict[str, str],
+        send_invoice: bool,
+        days_until_due: int,
+        payment_method: str | None,
     ) -> StripeDict:
         params: dict[str, Any] = {
-            "customer": stripe_customer_id, "items": [{"price": price_id}],
-            "metadata": metadata, "expand": ["latest_invoice"],
+            "customer": stripe_customer_id,
+            "items": [{"price": price_id}],
+            "metadata": metadata,
+            "expand": ["latest_invoice"],
         }
         if send_invoice:
             params.update(collection_method="send_invoice", days_until_due=days_until_due)
         else:
-            params.update(collection_method="charge_automatically",
-                          payment_behavior="error_if_incomplete")
+            params.update(
+                collection_method="charge_automatically", payment_behavior="error_if_incomplete"
+            )
             if payment_method:
                 params["default_payment_method"] = payment_method
         return await self._call(
-            self._v1.subscriptions.create_async, params=params,
+            self._v1.subscriptions.create_async,
+            params=params,
             idempotency_key=f"subscription-{key}",
         )
 
@@ -179,8 +214,14 @@ class StripeGateway:
         return await self._call(self._v1.subscriptions.retrieve_async, stripe_subscription_id)
 
     async def preview_change(
-        self, *, stripe_customer_id: str, stripe_subscription_id: str, item_id: str,
-        price_id: str, proration_date: int, reset_anchor: bool,
+        self,
+        *,
+        stripe_customer_id: str,
+        stripe_subscription_id: str,
+        item_id: str,
+        price_id: str,
+        proration_date: int,
+        reset_anchor: bool,
     ) -> StripeDict:
         details: dict[str, Any] = {
             "items": [{"id": item_id, "price": price_id}],
@@ -191,69 +232,115 @@ class StripeGateway:
             details["billing_cycle_anchor"] = "now"
         return await self._call(
             self._v1.invoices.create_preview_async,
-            params={"customer": stripe_customer_id, "subscription": stripe_subscription_id,
-                    "subscription_details": details},
+            params={
+                "customer": stripe_customer_id,
+                "subscription": stripe_subscription_id,
+                "subscription_details": details,
+            },
         )
 
     async def change_price(
-        self, *, key: str, stripe_subscription_id: str, item_id: str, price_id: str,
-        proration_date: int, metadata: dict[str, str], reset_anchor: bool,
+        self,
+        *,
+        key: str,
+        stripe_subscription_id: str,
+        item_id: str,
+        price_id: str,
+        proration_date: int,
+        metadata: dict[str, str],
+        reset_anchor: bool,
     ) -> StripeDict:
         params: dict[str, Any] = {
             "items": [{"id": item_id, "price": price_id}],
-            "proration_behavior": "always_invoice", "proration_date": proration_date,
-            "metadata": metadata, "cancel_at_period_end": False,
+            "proration_behavior": "always_invoice",
+            "proration_date": proration_date,
+            "metadata": metadata,
+            "cancel_at_period_end": False,
         }
         if reset_anchor:
             params["billing_cycle_anchor"] = "now"
         return await self._call(
-            self._v1.subscriptions.update_async, stripe_subscription_id, params=params,
+            self._v1.subscriptions.update_async,
+            stripe_subscription_id,
+            params=params,
             idempotency_key=f"change-{key}",
         )
 
     async def cancel_at_period_end(self, stripe_subscription_id: str, key: str) -> StripeDict:
         return await self._call(
-            self._v1.subscriptions.update_async, stripe_subscription_id,
-            params={"cancel_at_period_end": True}, idempotency_key=f"cancel-end-{key}",
+            self._v1.subscriptions.update_async,
+            stripe_subscription_id,
+            params={"cancel_at_period_end": True},
+            idempotency_key=f"cancel-end-{key}",
         )
 
     async def cancel_now(self, stripe_subscription_id: str, key: str) -> StripeDict:
         return await self._call(
-            self._v1.subscriptions.cancel_async, stripe_subscription_id,
+            self._v1.subscriptions.cancel_async,
+            stripe_subscription_id,
             idempotency_key=f"cancel-now-{key}",
         )
 
     # ------------------------------------------------------------ one-off payments
 
     async def checkout_payment(
-        self, *, key: str, stripe_customer_id: str, name: str, unit_amount: int, currency: str,
-        quantity: int, success_url: str, cancel_url: str, metadata: dict[str, str],
+        self,
+        *,
+        key: str,
+        stripe_customer_id: str,
+        name: str,
+        unit_amount: int,
+        currency: str,
+        quantity: int,
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
     ) -> StripeDict:
         return await self._call(
             self._v1.checkout.sessions.create_async,
             params={
-                "mode": "payment", "customer": stripe_customer_id,
-                "line_items": [{
-                    "quantity": quantity,
-                    "price_data": {"currency": currency, "unit_amount": unit_amount,
-                                   "product_data": {"name": name}},
-                }],
-                "success_url": success_url, "cancel_url": cancel_url, "metadata": metadata,
+                "mode": "payment",
+                "customer": stripe_customer_id,
+                "line_items": [
+                    {
+                        "quantity": quantity,
+                        "price_data": {
+                            "currency": currency,
+                            "unit_amount": unit_amount,
+                            "product_data": {"name": name},
+                        },
+                    }
+                ],
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "metadata": metadata,
                 "payment_intent_data": {"metadata": metadata},
             },
             idempotency_key=f"checkout-{key}",
         )
 
     async def charge_saved_method(
-        self, *, key: str, stripe_customer_id: str, payment_method: str, amount: int,
-        currency: str, description: str, metadata: dict[str, str],
+        self,
+        *,
+        key: str,
+        stripe_customer_id: str,
+        payment_method: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
     ) -> StripeDict:
         return await self._call(
             self._v1.payment_intents.create_async,
             params={
-                "amount": amount, "currency": currency, "customer": stripe_customer_id,
-                "payment_method": payment_method, "off_session": True, "confirm": True,
-                "description": description, "metadata": metadata,
+                "amount": amount,
+                "currency": currency,
+                "customer": stripe_customer_id,
+                "payment_method": payment_method,
+                "off_session": True,
+                "confirm": True,
+                "description": description,
+                "metadata": metadata,
             },
             idempotency_key=f"charge-{key}",
         )
@@ -266,8 +353,12 @@ class StripeGateway:
     ) -> StripeDict:
         return await self._call(
             self._v1.refunds.create_async,
-            params={"payment_intent": payment_intent, "amount": amount, "metadata": metadata,
-                    "reason": "requested_by_customer"},
+            params={
+                "payment_intent": payment_intent,
+                "amount": amount,
+                "metadata": metadata,
+                "reason": "requested_by_customer",
+            },
             idempotency_key=f"refund-{key}",
         )
 
@@ -286,23 +377,40 @@ class StripeGateway:
     ) -> StripeDict:
         return await self._call(
             self._v1.credit_notes.create_async,
-            params={"invoice": invoice, "amount": amount, "credit_amount": amount,
-                    "memo": memo, "metadata": metadata, "reason": "order_change"},
+            params={
+                "invoice": invoice,
+                "amount": amount,
+                "credit_amount": amount,
+                "memo": memo,
+                "metadata": metadata,
+                "reason": "order_change",
+            },
             idempotency_key=f"credit-note-{key}",
         )
 
     async def invoice_item(
-        self, *, key: str, stripe_customer_id: str, amount: int, currency: str,
-        description: str, stripe_subscription_id: str | None, metadata: dict[str, str],
+        self,
+        *,
+        key: str,
+        stripe_customer_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        stripe_subscription_id: str | None,
+        metadata: dict[str, str],
     ) -> StripeDict:
         params: dict[str, Any] = {
-            "customer": stripe_customer_id, "amount": amount, "currency": currency,
-            "description": description, "metadata": metadata,
+            "customer": stripe_customer_id,
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "metadata": metadata,
         }
         if stripe_subscription_id:
             params["subscription"] = stripe_subscription_id
         return await self._call(
-            self._v1.invoice_items.create_async, params=params,
+            self._v1.invoice_items.create_async,
+            params=params,
             idempotency_key=f"invoice-item-{key}",
         )
 
@@ -314,13 +422,19 @@ EMULATOR_API_KEY = "sk_test_emulator"
 
 def configure_from_settings(settings: Any) -> None:
     """Configure from ``common.config.Settings`` (the emulator's key when none is set)."""
-    configure(GatewayConfig(
-        api_key=settings.stripe_api_key or EMULATOR_API_KEY,
-        api_base=settings.stripe_api_base
-        or (None if settings.stripe_api_key else f"http://127.0.0.1:{settings.stripe_emulator_port}"),
-        max_network_retries=settings.stripe_max_retries,
-        timeout_seconds=settings.stripe_timeout_seconds,
-    ))
+    configure(
+        GatewayConfig(
+            api_key=settings.stripe_api_key or EMULATOR_API_KEY,
+            api_base=settings.stripe_api_base
+            or (
+                None
+                if settings.stripe_api_key
+                else f"http://127.0.0.1:{settings.stripe_emulator_port}"
+            ),
+            max_network_retries=settings.stripe_max_retries,
+            timeout_seconds=settings.stripe_timeout_seconds,
+        )
+    )
 
 
 _config: GatewayConfig | None = None

@@ -27,8 +27,14 @@ log = logging.getLogger("billing.subscriptions")
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused")
 # Tie-break for events stamped in the same second: later lifecycle stages win.
 _STATUS_RANK = {
-    "incomplete": 0, "trialing": 1, "active": 2, "past_due": 3, "unpaid": 4, "paused": 4,
-    "incomplete_expired": 5, "canceled": 6,
+    "incomplete": 0,
+    "trialing": 1,
+    "active": 2,
+    "past_due": 3,
+    "unpaid": 4,
+    "paused": 4,
+    "incomplete_expired": 5,
+    "canceled": 6,
 }
 
 
@@ -39,13 +45,19 @@ def _ts(value: int | None) -> datetime | None:
 def to_schema(row: Subscription | dict[str, Any]) -> schemas.Subscription:
     r = row if isinstance(row, dict) else row.to_dict()
     return schemas.Subscription(
-        id=r["id"], customer_id=r["customer_id"], plan=r["plan_code"],
-        plan_version=r["plan_version"], interval=r["interval"], status=r["status"],
+        id=r["id"],
+        customer_id=r["customer_id"],
+        plan=r["plan_code"],
+        plan_version=r["plan_version"],
+        interval=r["interval"],
+        status=r["status"],
         collection_method=r["collection_method"],
         current_period_start=r["current_period_start"],
         current_period_end=r["current_period_end"],
-        cancel_at_period_end=r["cancel_at_period_end"], canceled_at=r["canceled_at"],
-        stripe_subscription_id=r["stripe_subscription_id"], created_at=r["created_at"],
+        cancel_at_period_end=r["cancel_at_period_end"],
+        canceled_at=r["canceled_at"],
+        stripe_subscription_id=r["stripe_subscription_id"],
+        created_at=r["created_at"],
     )
 
 
@@ -65,11 +77,15 @@ async def _sellable(code: str, interval: str) -> tuple[schemas.Plan, str]:
 
 async def current_row(customer_id: str) -> Subscription | None:
     """The customer's newest subscription that is live, else the newest at all."""
-    rows = await Subscription.objects().where(
-        Subscription.customer_id == customer_id
-    ).order_by(Subscription.created_at, ascending=False).limit(10)
+    rows = (
+        await Subscription.objects()
+        .where(Subscription.customer_id == customer_id)
+        .order_by(Subscription.created_at, ascending=False)
+        .limit(10)
+    )
     live = [r for r in rows if r.status in LIVE_STATUSES]
-    return (live or rows or [None])[0]
+    candidates = live or rows
+    return candidates[0] if candidates else None
 
 
 async def get_current(customer_id: str) -> schemas.Subscription:
@@ -95,16 +111,24 @@ async def create(customer_id: str, data: schemas.SubscriptionCreate) -> schemas.
     metadata = {"subscription_id": sub_id, "customer_id": customer_id, "plan_id": plan.id}
     now = utcnow()
     row = Subscription(
-        id=sub_id, customer_id=customer_id, plan_id=plan.id, plan_code=plan.code,
-        plan_version=plan.version, interval=data.interval, status="incomplete",
+        id=sub_id,
+        customer_id=customer_id,
+        plan_id=plan.id,
+        plan_code=plan.code,
+        plan_version=plan.version,
+        interval=data.interval,
+        status="incomplete",
         collection_method="send_invoice" if data.mode == "send_invoice" else "charge_automatically",
-        created_at=now, updated_at=now,
+        created_at=now,
+        updated_at=now,
     )
     checkout_url = None
     remote: StripeDict | None = None
     if data.mode == "checkout":
         session = await gateway().checkout_subscription(
-            key=sub_id, stripe_customer_id=cust.stripe_customer_id, price_id=price_id,
+            key=sub_id,
+            stripe_customer_id=cust.stripe_customer_id,
+            price_id=price_id,
             success_url=data.success_url or "https://example.invalid/billing/success",
             cancel_url=data.cancel_url or "https://example.invalid/billing/cancel",
             metadata=metadata,
@@ -120,15 +144,27 @@ async def create(customer_id: str, data: schemas.SubscriptionCreate) -> schemas.
                     "the customer has no saved payment method; use mode=checkout", field="mode"
                 )
         remote = await gateway().create_subscription(
-            key=sub_id, stripe_customer_id=cust.stripe_customer_id, price_id=price_id,
-            metadata=metadata, send_invoice=data.mode == "send_invoice",
-            days_until_due=data.days_until_due, payment_method=method,
+            key=sub_id,
+            stripe_customer_id=cust.stripe_customer_id,
+            price_id=price_id,
+            metadata=metadata,
+            send_invoice=data.mode == "send_invoice",
+            days_until_due=data.days_until_due,
+            payment_method=method,
         )
     async with engine().transaction():
         await row.save()
-        await audit.record("subscription.created", "subscription", sub_id,
-                           after={"plan": plan.code, "plan_version": plan.version,
-                                  "interval": data.interval, "mode": data.mode})
+        await audit.record(
+            "subscription.created",
+            "subscription",
+            sub_id,
+            after={
+                "plan": plan.code,
+                "plan_version": plan.version,
+                "interval": data.interval,
+                "mode": data.mode,
+            },
+        )
         if remote is not None:
             await apply_remote(remote, event_key=None)
     fresh = await Subscription.objects().where(Subscription.id == sub_id).first()
@@ -161,22 +197,17 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
     """
     meta = remote.get("metadata") or {}
     stripe_id = remote["id"]
-    row = await Subscription.objects().where(
-        Subscription.stripe_subscription_id == stripe_id
-    ).first()
+    row = (
+        await Subscription.objects().where(Subscription.stripe_subscription_id == stripe_id).first()
+    )
     if row is None and meta.get("subscription_id"):
-        row = await Subscription.objects().where(
-            Subscription.id == meta["subscription_id"]
-        ).first()
+        row = await Subscription.objects().where(Subscription.id == meta["subscription_id"]).first()
     if row is not None:
         row = await Subscription.objects().where(Subscription.id == row.id).lock_rows().first()
         assert row is not None
     stored = row.stripe_event_key if row is not None else ""
-    if event_key is None:
-        # Straight from Stripe's API: newer than anything applied so far.
-        key = max(event_key_now(remote), stored + "+")
-    else:
-        key = event_key
+    # An object straight from Stripe's API (no event) is newer than anything applied so far.
+    key = max(event_key_now(remote), stored + "+") if event_key is None else event_key
     stale = bool(stored) and stored >= key
     price_id = _price_id(remote)
     plan = await catalog.plan_by_price(price_id) if price_id else None
@@ -198,30 +229,42 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         assert row is not None
         # Too old for the current state, but still part of the story that ``?at=``
         # tells: record it in the history at its own instant.
-        await SubscriptionHistory.insert(SubscriptionHistory(
-            id=new_id("subh"), subscription_id=row.id, customer_id=row.customer_id,
-            effective_at=key_time(key), plan_id=plan.id, status=status, interval=interval,
-            current_period_start=_ts(item.get("current_period_start")),
-            current_period_end=_ts(item.get("current_period_end")),
-            past_due_since=key_time(key) if status == "past_due" else None,
-        ))
+        await SubscriptionHistory.insert(
+            SubscriptionHistory(
+                id=new_id("subh"),
+                subscription_id=row.id,
+                customer_id=row.customer_id,
+                effective_at=key_time(key),
+                plan_id=plan.id,
+                status=status,
+                interval=interval,
+                current_period_start=_ts(item.get("current_period_start")),
+                current_period_end=_ts(item.get("current_period_end")),
+                past_due_since=key_time(key) if status == "past_due" else None,
+            )
+        )
         return row
     now = utcnow()
     before = to_schema(row) if row is not None else None
     if row is None:
         assert customer is not None
-        row = Subscription(id=meta.get("subscription_id") or new_id("subs"),
-                           customer_id=customer.id, created_at=now)
-    past_due_since = row.past_due_since
+        row = Subscription(
+            id=meta.get("subscription_id") or new_id("subs"),
+            customer_id=customer.id,
+            created_at=now,
+        )
+    past_due_since: datetime | None = row.past_due_since
     if status == "past_due" and past_due_since is None:
-        past_due_since = _ts(remote.get("created")) if event_key is None else key_time(key)
+        past_due_since = key_time(key)
     elif status != "past_due":
         past_due_since = None
     row.plan_id, row.plan_code, row.plan_version = plan.id, plan.code, plan.version
     row.interval = interval
     row.status = status
     row.collection_method = remote.get("collection_method") or row.collection_method
-    row.current_period_start = _ts(item.get("current_period_start") or remote.get("current_period_start"))
+    row.current_period_start = _ts(
+        item.get("current_period_start") or remote.get("current_period_start")
+    )
     row.current_period_end = _ts(item.get("current_period_end") or remote.get("current_period_end"))
     row.cancel_at_period_end = bool(remote.get("cancel_at_period_end"))
     row.canceled_at = _ts(remote.get("canceled_at"))
@@ -234,24 +277,47 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
     after = to_schema(row)
     if before is None or _entitling(before) != _entitling(after):
         effective = key_time(key)
-        await SubscriptionHistory.insert(SubscriptionHistory(
-            id=new_id("subh"), subscription_id=row.id, customer_id=row.customer_id,
-            effective_at=effective, plan_id=row.plan_id, status=row.status, interval=row.interval,
-            current_period_start=row.current_period_start,
-            current_period_end=row.current_period_end, past_due_since=row.past_due_since,
-        ))
-        await audit.record("subscription.updated", "subscription", row.id, before=before,
-                           after=after)
-        await outbox.emit("entitlement.updated", {
-            "customer_id": row.customer_id, "subscription_id": row.id, "tier": row.plan_code,
-            "plan_version": row.plan_version, "subscription_status": row.status,
-        }, customer_id=row.customer_id)
+        await SubscriptionHistory.insert(
+            SubscriptionHistory(
+                id=new_id("subh"),
+                subscription_id=row.id,
+                customer_id=row.customer_id,
+                effective_at=effective,
+                plan_id=row.plan_id,
+                status=row.status,
+                interval=row.interval,
+                current_period_start=row.current_period_start,
+                current_period_end=row.current_period_end,
+                past_due_since=row.past_due_since,
+            )
+        )
+        await audit.record(
+            "subscription.updated", "subscription", row.id, before=before, after=after
+        )
+        await outbox.emit(
+            "entitlement.updated",
+            {
+                "customer_id": row.customer_id,
+                "subscription_id": row.id,
+                "tier": row.plan_code,
+                "plan_version": row.plan_version,
+                "subscription_status": row.status,
+            },
+            customer_id=row.customer_id,
+        )
     return row
 
 
 def _entitling(s: schemas.Subscription) -> tuple[Any, ...]:
-    return (s.plan, s.plan_version, s.status, s.interval, s.current_period_start,
-            s.current_period_end, s.cancel_at_period_end)
+    return (
+        s.plan,
+        s.plan_version,
+        s.status,
+        s.interval,
+        s.current_period_start,
+        s.current_period_end,
+        s.cancel_at_period_end,
+    )
 
 
 def event_key_now(remote: StripeDict) -> str:
@@ -286,30 +352,44 @@ async def preview_change(
     when = int((proration_date or utcnow()).timestamp())
     assert row.stripe_subscription_id and row.stripe_item_id and cust.stripe_customer_id
     preview = await gateway().preview_change(
-        stripe_customer_id=cust.stripe_customer_id, stripe_subscription_id=row.stripe_subscription_id,
-        item_id=row.stripe_item_id, price_id=price_id, proration_date=when,
+        stripe_customer_id=cust.stripe_customer_id,
+        stripe_subscription_id=row.stripe_subscription_id,
+        item_id=row.stripe_item_id,
+        price_id=price_id,
+        proration_date=when,
         reset_anchor=data.interval != row.interval,
     )
     lines = []
     prorations = 0
     for line in (preview.get("lines") or {}).get("data", []):
         parent = line.get("parent") or {}
-        details = parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+        details = (
+            parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+        )
         proration = bool(details.get("proration", line.get("proration", False)))
         period = line.get("period") or {}
-        lines.append(schemas.ProrationLine(
-            description=line.get("description") or "", amount=int(line.get("amount", 0)),
-            proration=proration, period_start=_ts(period.get("start")),
-            period_end=_ts(period.get("end")),
-        ))
+        lines.append(
+            schemas.ProrationLine(
+                description=line.get("description") or "",
+                amount=int(line.get("amount", 0)),
+                proration=proration,
+                period_start=_ts(period.get("start")),
+                period_end=_ts(period.get("end")),
+            )
+        )
         if proration:
             prorations += int(line.get("amount", 0))
     currency = preview.get("currency", plan.currency)
     return schemas.ProrationPreview(
-        customer_id=customer_id, from_plan=row.plan_code, to_plan=plan.code,
-        interval=data.interval, proration_date=datetime.fromtimestamp(when, UTC),
-        currency=currency, prorations=Money(prorations, currency),
-        amount_due=Money(int(preview.get("amount_due", 0)), currency), lines=lines,
+        customer_id=customer_id,
+        from_plan=row.plan_code,
+        to_plan=plan.code,
+        interval=data.interval,
+        proration_date=datetime.fromtimestamp(when, UTC),
+        currency=currency,
+        prorations=Money(prorations, currency),
+        amount_due=Money(int(preview.get("amount_due", 0)), currency),
+        lines=lines,
     )
 
 
@@ -324,8 +404,10 @@ async def change(
     assert row.stripe_subscription_id and row.stripe_item_id
     remote = await gateway().change_price(
         key=f"{row.id}-{plan.id}-{data.interval}-{when}",
-        stripe_subscription_id=row.stripe_subscription_id, item_id=row.stripe_item_id,
-        price_id=price_id, proration_date=when,
+        stripe_subscription_id=row.stripe_subscription_id,
+        item_id=row.stripe_item_id,
+        price_id=price_id,
+        proration_date=when,
         metadata={"subscription_id": row.id, "customer_id": customer_id, "plan_id": plan.id},
         reset_anchor=data.interval != row.interval,
     )
@@ -340,13 +422,18 @@ async def cancel(customer_id: str, at_period_end: bool) -> schemas.Subscription:
     assert row.stripe_subscription_id
     gw = gateway()
     remote = (
-        await gw.cancel_at_period_end(row.stripe_subscription_id, row.id) if at_period_end
+        await gw.cancel_at_period_end(row.stripe_subscription_id, row.id)
+        if at_period_end
         else await gw.cancel_now(row.stripe_subscription_id, row.id)
     )
     async with engine().transaction():
         updated = await apply_remote(remote, event_key=None)
-        await audit.record("subscription.cancel_requested", "subscription", row.id,
-                           after={"at_period_end": at_period_end})
+        await audit.record(
+            "subscription.cancel_requested",
+            "subscription",
+            row.id,
+            after={"at_period_end": at_period_end},
+        )
     assert updated is not None
     return to_schema(updated)
 

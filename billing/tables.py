@@ -189,7 +189,7 @@ class Invoice(Table, tablename="invoice"):
     paid_at = Timestamptz(null=True, default=None)
     hosted_invoice_url = Text(null=True, default=None)
     lines = JSONB(default=[])
-    raw = JSONB(default={})
+    stripe_object = JSONB(default={})
     stripe_event_created = BigInt(default=0)
 
 
@@ -207,7 +207,7 @@ class CreditNote(Table, tablename="credit_note"):
     reason = Varchar(length=60, null=True, default=None)
     memo = Text(null=True, default=None)
     created = Timestamptz(index=True)
-    raw = JSONB(default={})
+    stripe_object = JSONB(default={})
 
 
 class Refund(Table, tablename="refund"):

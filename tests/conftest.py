@@ -12,8 +12,8 @@ import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker
 
-from common import apikeys, db
 from billing.stripe_gateway import configure_from_settings
+from common import apikeys, db
 from common.config import PROJECT_ROOT, Settings, get_settings, load_settings
 from common.embedded import Services, ensure_services
 
@@ -35,12 +35,14 @@ def services() -> Iterator[Services]:
 
     # Every test talks to Stripe through the emulator (nothing reaches Stripe from here).
     emulator = start_emulator()
-    os.environ.update({
-        "STRIPE_API_BASE": emulator.url,
-        "STRIPE_API_KEY": emulator.api_key,
-        "STRIPE_WEBHOOK_SECRET": emulator.webhook_secret,
-        "STRIPE_TIMEOUT_SECONDS": "3",
-    })
+    os.environ.update(
+        {
+            "STRIPE_API_BASE": emulator.url,
+            "STRIPE_API_KEY": emulator.api_key,
+            "STRIPE_WEBHOOK_SECRET": emulator.webhook_secret,
+            "STRIPE_TIMEOUT_SECONDS": "3",
+        }
+    )
     get_settings.cache_clear()
     configure_from_settings(get_settings())
     running.emulator = emulator  # type: ignore[attr-defined]

@@ -78,7 +78,9 @@ async def enqueue_webhook_delivery(
 
 async def enqueue_stripe_event(redis: ArqRedis, event_id: str) -> Job | None:
     """Apply one stored Stripe event (the job is a no-op once it has been applied)."""
-    return await _enqueue(redis, "process_stripe_event", _job_id("stripe_event", event_id), event_id)
+    return await _enqueue(
+        redis, "process_stripe_event", _job_id("stripe_event", event_id), event_id
+    )
 
 
 async def enqueue_stripe_replay(redis: ArqRedis, event_id: str, attempt: str) -> Job | None:
@@ -88,6 +90,14 @@ async def enqueue_stripe_replay(redis: ArqRedis, event_id: str, attempt: str) ->
 
 
 # ---------------------------------------------------------------- sla
+
+
+def _not_before_now(at: datetime) -> datetime | None:
+    """A past instant runs now: arq would give a job deferred into the past by more than a
+    day a negative time-to-live (an error), and it is due anyway."""
+    from common.clock import utcnow  # the one clock; this module keeps its imports minimal
+
+    return at if at > utcnow() else None
 
 
 def _micros(at: datetime) -> int:
@@ -112,7 +122,7 @@ async def enqueue_check_deadline(
         incident_id,
         kind,
         ts,
-        defer_until=at,
+        defer_until=_not_before_now(at),
     )
 
 
@@ -124,7 +134,7 @@ async def enqueue_escalation(redis: ArqRedis, incident_id: str, at: datetime) ->
         _job_id("sla_escalate", incident_id, ts),
         incident_id,
         ts,
-        defer_until=at,
+        defer_until=_not_before_now(at),
     )
 
 

@@ -1,8 +1,84 @@
-"""arq jobs of the sla capability: each a few lines calling a service."""
+"""arq jobs of the sla capability: each a few lines calling ``sla.enforcement``."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
-FUNCTIONS: list[Any] = []
-CRON_JOBS: list[Any] = []
+from arq import cron
+from arq.connections import ArqRedis
+from arq.worker import Retry
+
+from common.clock import utcnow
+from common.config import get_settings
+from common.errors import UpstreamUnavailable
+from sla import enforcement
+from sla.enforcement import Check
+from sla.schemas import JobKind, SlaJob
+from workers import queue
+
+log = logging.getLogger("workers.sla")
+
+# How long a credit waits before asking Stripe again when it did not answer.
+CREDIT_RETRY = timedelta(seconds=30)
+
+
+async def schedule(redis: ArqRedis, jobs: Iterable[SlaJob]) -> None:
+    """Enqueue the follow-ups an SLA change returned (after its transaction committed)."""
+    await asyncio.gather(*(queue.enqueue_sla_job(redis, j.kind, j.incident_id, j.at) for j in jobs))
+
+
+async def _finish(ctx: dict[str, Any], check: Check) -> str:
+    if check.retry_at is not None:  # ran before its instant (clock skew): come back then
+        raise Retry(defer=max(check.retry_at - utcnow(), timedelta(0)))
+    await schedule(ctx["redis"], check.jobs)
+    return check.done
+
+
+async def check_deadline(ctx: dict[str, Any], incident_id: str, kind: JobKind, ts: int) -> str:
+    return await _finish(ctx, await enforcement.check_deadline(incident_id, kind, ts))
+
+
+async def escalate_incident(ctx: dict[str, Any], incident_id: str, ts: int) -> str:
+    return await _finish(ctx, await enforcement.escalate(incident_id, ts))
+
+
+async def settle_breach_credit(ctx: dict[str, Any], incident_id: str) -> str:
+    try:
+        return await _finish(ctx, await enforcement.settle_credit(incident_id))
+    except UpstreamUnavailable as e:
+        # Billing keeps its idempotency keys, so asking again pays at most once.
+        raise Retry(defer=CREDIT_RETRY) from e
+
+
+async def sla_sweep(ctx: dict[str, Any]) -> str:
+    report = await enforcement.sweep()
+    await schedule(ctx["redis"], report.jobs)
+    if report.breached or report.escalated or report.warnings or report.credits:
+        log.info(
+            "sla sweep",
+            extra={
+                "breached": report.breached,
+                "escalated": report.escalated,
+                "warnings": report.warnings,
+                "credits": report.credits,
+            },
+        )
+    return (
+        f"breached={report.breached} escalated={report.escalated} "
+        f"warnings={report.warnings} credits={report.credits}"
+    )
+
+
+def _sweep_seconds() -> set[int]:
+    every = get_settings().sla_sweep_seconds
+    return set(range(0, 60, every)) if every < 60 else {0}
+
+
+FUNCTIONS: list[Any] = [check_deadline, escalate_incident, settle_breach_credit, sla_sweep]
+CRON_JOBS: list[Any] = [
+    cron(sla_sweep, name="sla_sweep_cron", second=_sweep_seconds(), unique=True, timeout=300)
+]

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Request, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
 from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE
@@ -34,20 +34,35 @@ from workers import queue
 # ---------------------------------------------------------------- plans
 
 
-@get("/v1/plans", operation_id="listPlans", tags=["plans"], guards=[ANY_ROLE],
-     summary="Current plan versions, with targets per priority and prices")
+@get(
+    "/v1/plans",
+    operation_id="listPlans",
+    tags=["plans"],
+    guards=[ANY_ROLE],
+    summary="Current plan versions, with targets per priority and prices",
+)
 async def list_plans() -> Page[schemas.Plan]:
     return Page(data=await catalog.list_current(), has_more=False)
 
 
-@post("/v1/plans", operation_id="createPlan", tags=["plans"], guards=[ADMIN],
-      summary="Create a plan (its first version)")
+@post(
+    "/v1/plans",
+    operation_id="createPlan",
+    tags=["plans"],
+    guards=[ADMIN],
+    summary="Create a plan (its first version)",
+)
 async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
     return await catalog.create_plan(data)
 
 
-@get("/v1/plans/{code:str}", operation_id="getPlan", tags=["plans"], guards=[ANY_ROLE],
-     summary="One plan: the current version, or ?version=")
+@get(
+    "/v1/plans/{code:str}",
+    operation_id="getPlan",
+    tags=["plans"],
+    guards=[ANY_ROLE],
+    summary="One plan: the current version, or ?version=",
+)
 async def get_plan(
     code: FromPath[str],
     version: Annotated[int | None, QueryParameter(ge=1)] = None,
@@ -55,8 +70,13 @@ async def get_plan(
     return await catalog.get_plan(code, version)
 
 
-@patch("/v1/plans/{code:str}", operation_id="updatePlan", tags=["plans"], guards=[ADMIN],
-       summary="Make a new version of the plan; subscribers stay on theirs")
+@patch(
+    "/v1/plans/{code:str}",
+    operation_id="updatePlan",
+    tags=["plans"],
+    guards=[ADMIN],
+    summary="Make a new version of the plan; subscribers stay on theirs",
+)
 async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -> schemas.Plan:
     return await catalog.new_version(code, data)
 
@@ -64,14 +84,24 @@ async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -
 # ---------------------------------------------------------------- customers
 
 
-@post("/v1/customers", operation_id="createCustomer", tags=["customers"], guards=[ADMIN],
-      summary="Create a customer here and in Stripe")
+@post(
+    "/v1/customers",
+    operation_id="createCustomer",
+    tags=["customers"],
+    guards=[ADMIN],
+    summary="Create a customer here and in Stripe",
+)
 async def create_customer(data: JSONBody[schemas.CustomerCreate]) -> schemas.Customer:
     return await customers.create_customer(data)
 
 
-@get("/v1/customers", operation_id="listCustomers", tags=["customers"], guards=[HELPDESK],
-     summary="Customers; ?external_id= looks one up by the helpdesk's own id")
+@get(
+    "/v1/customers",
+    operation_id="listCustomers",
+    tags=["customers"],
+    guards=[HELPDESK],
+    summary="Customers; ?external_id= looks one up by the helpdesk's own id",
+)
 async def list_customers(
     external_id: FromQuery[str | None] = None,
     limit: Limit = 20,
@@ -83,8 +113,13 @@ async def list_customers(
     return Page(data=found, has_more=more)
 
 
-@get("/v1/customers/{customer_id:str}", operation_id="getCustomer", tags=["customers"],
-     guards=[HELPDESK], summary="One customer")
+@get(
+    "/v1/customers/{customer_id:str}",
+    operation_id="getCustomer",
+    tags=["customers"],
+    guards=[HELPDESK],
+    summary="One customer",
+)
 async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
     return await customers.get_customer(customer_id)
 
@@ -92,17 +127,26 @@ async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
 # ---------------------------------------------------------------- subscriptions
 
 
-@post("/v1/customers/{customer_id:str}/subscription", operation_id="createSubscription",
-      tags=["subscriptions"], guards=[ADMIN],
-      summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing")
+@post(
+    "/v1/customers/{customer_id:str}/subscription",
+    operation_id="createSubscription",
+    tags=["subscriptions"],
+    guards=[ADMIN],
+    summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing",
+)
 async def create_subscription(
     customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionCreate]
 ) -> schemas.SubscriptionCreated:
     return await subscriptions.create(customer_id, data)
 
 
-@get("/v1/customers/{customer_id:str}/subscription", operation_id="getSubscription",
-     tags=["subscriptions"], guards=[HELPDESK_OR_FINANCE], summary="The current subscription")
+@get(
+    "/v1/customers/{customer_id:str}/subscription",
+    operation_id="getSubscription",
+    tags=["subscriptions"],
+    guards=[HELPDESK_OR_FINANCE],
+    summary="The current subscription",
+)
 async def get_subscription(customer_id: FromPath[str]) -> schemas.Subscription:
     return await subscriptions.get_current(customer_id)
 
@@ -111,10 +155,14 @@ class ChangeRequest(schemas.SubscriptionChange, kw_only=True, forbid_unknown_fie
     proration_date: datetime | None = None
 
 
-@post("/v1/customers/{customer_id:str}/subscription/preview",
-      operation_id="previewSubscriptionChange", tags=["subscriptions"], guards=[ADMIN],
-      status_code=HTTP_200_OK,
-      summary="Proration preview of a plan or interval change (Stripe's create-preview)")
+@post(
+    "/v1/customers/{customer_id:str}/subscription/preview",
+    operation_id="previewSubscriptionChange",
+    tags=["subscriptions"],
+    guards=[ADMIN],
+    status_code=HTTP_200_OK,
+    summary="Proration preview of a plan or interval change (Stripe's create-preview)",
+)
 async def preview_subscription_change(
     customer_id: FromPath[str], data: JSONBody[ChangeRequest]
 ) -> schemas.ProrationPreview:
@@ -122,9 +170,13 @@ async def preview_subscription_change(
     return await subscriptions.preview_change(customer_id, change, _past(data.proration_date))
 
 
-@patch("/v1/customers/{customer_id:str}/subscription", operation_id="changeSubscription",
-       tags=["subscriptions"], guards=[ADMIN],
-       summary="Change plan or interval, prorated; pass the preview's proration_date to match it")
+@patch(
+    "/v1/customers/{customer_id:str}/subscription",
+    operation_id="changeSubscription",
+    tags=["subscriptions"],
+    guards=[ADMIN],
+    summary="Change plan or interval, prorated; pass the preview's proration_date to match it",
+)
 async def change_subscription(
     customer_id: FromPath[str], data: JSONBody[ChangeRequest]
 ) -> schemas.Subscription:
@@ -132,9 +184,14 @@ async def change_subscription(
     return await subscriptions.change(customer_id, change, _past(data.proration_date))
 
 
-@delete("/v1/customers/{customer_id:str}/subscription", operation_id="cancelSubscription",
-        tags=["subscriptions"], guards=[ADMIN], status_code=HTTP_200_OK,
-        summary="Cancel at period end (default) or now (?at_period_end=false)")
+@delete(
+    "/v1/customers/{customer_id:str}/subscription",
+    operation_id="cancelSubscription",
+    tags=["subscriptions"],
+    guards=[ADMIN],
+    status_code=HTTP_200_OK,
+    summary="Cancel at period end (default) or now (?at_period_end=false)",
+)
 async def cancel_subscription(
     customer_id: FromPath[str], at_period_end: FromQuery[bool] = True
 ) -> schemas.Subscription:
@@ -145,9 +202,13 @@ class PortalRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     return_url: str | None = None
 
 
-@post("/v1/customers/{customer_id:str}/portal-session", operation_id="createPortalSession",
-      tags=["subscriptions"], guards=[ADMIN],
-      summary="A Stripe customer-portal URL (card, invoices, cancel)")
+@post(
+    "/v1/customers/{customer_id:str}/portal-session",
+    operation_id="createPortalSession",
+    tags=["subscriptions"],
+    guards=[ADMIN],
+    summary="A Stripe customer-portal URL (card, invoices, cancel)",
+)
 async def create_portal_session(
     customer_id: FromPath[str], data: JSONBody[PortalRequest]
 ) -> schemas.PortalSession:
@@ -157,17 +218,26 @@ async def create_portal_session(
 # ---------------------------------------------------------------- fast-track and entitlements
 
 
-@post("/v1/customers/{customer_id:str}/fast-track-purchases", operation_id="buyFastTrack",
-      tags=["fast-track"], guards=[HELPDESK],
-      summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card")
+@post(
+    "/v1/customers/{customer_id:str}/fast-track-purchases",
+    operation_id="buyFastTrack",
+    tags=["fast-track"],
+    guards=[HELPDESK],
+    summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card",
+)
 async def buy_fast_track(
     customer_id: FromPath[str], data: JSONBody[schemas.FastTrackPurchaseCreate]
 ) -> schemas.FastTrackPurchase:
     return await fasttrack.purchase(customer_id, data)
 
 
-@get("/v1/customers/{customer_id:str}/fast-track-purchases", operation_id="listFastTrack",
-     tags=["fast-track"], guards=[HELPDESK_OR_FINANCE], summary="The customer's purchases")
+@get(
+    "/v1/customers/{customer_id:str}/fast-track-purchases",
+    operation_id="listFastTrack",
+    tags=["fast-track"],
+    guards=[HELPDESK_OR_FINANCE],
+    summary="The customer's purchases",
+)
 async def list_fast_track(customer_id: FromPath[str]) -> Page[schemas.FastTrackPurchase]:
     return Page(data=await fasttrack.list_purchases(customer_id), has_more=False)
 
@@ -176,19 +246,28 @@ class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
 
 
-@post("/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refund",
-      operation_id="refundFastTrack", tags=["fast-track"], guards=[ADMIN],
-      status_code=HTTP_200_OK, summary="Refund unused credits of a purchase through Stripe")
+@post(
+    "/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refund",
+    operation_id="refundFastTrack",
+    tags=["fast-track"],
+    guards=[ADMIN],
+    status_code=HTTP_200_OK,
+    summary="Refund unused credits of a purchase through Stripe",
+)
 async def refund_fast_track(
     customer_id: FromPath[str], purchase_id: FromPath[str], data: JSONBody[RefundRequest]
 ) -> schemas.FastTrackPurchase:
     return await fasttrack.refund_unused(customer_id, purchase_id, data.quantity)
 
 
-@post("/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refresh",
-      operation_id="refreshFastTrack", tags=["fast-track"], guards=[HELPDESK],
-      status_code=HTTP_200_OK,
-      summary="Re-read a purchase from Stripe (after the customer returns from Checkout)")
+@post(
+    "/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refresh",
+    operation_id="refreshFastTrack",
+    tags=["fast-track"],
+    guards=[HELPDESK],
+    status_code=HTTP_200_OK,
+    summary="Re-read a purchase from Stripe (after the customer returns from Checkout)",
+)
 async def refresh_fast_track(
     customer_id: FromPath[str], purchase_id: FromPath[str]
 ) -> schemas.FastTrackPurchase:
@@ -205,9 +284,13 @@ def _past(at: datetime | None, field: str = "at") -> datetime | None:
     return at
 
 
-@get("/v1/customers/{customer_id:str}/entitlements", operation_id="getEntitlement",
-     tags=["entitlements"], guards=[HELPDESK],
-     summary="What the customer is entitled to now, or at a past ?at= (disputes)")
+@get(
+    "/v1/customers/{customer_id:str}/entitlements",
+    operation_id="getEntitlement",
+    tags=["entitlements"],
+    guards=[HELPDESK],
+    summary="What the customer is entitled to now, or at a past ?at= (disputes)",
+)
 async def get_entitlement(
     customer_id: FromPath[str], at: FromQuery[datetime | None] = None
 ) -> schemas.Entitlement:
@@ -223,8 +306,14 @@ class WebhookAck(msgspec.Struct, frozen=True):
     id: str
 
 
-@post("/v1/stripe/webhook", operation_id="stripeWebhook", tags=["stripe"], security=[{}],
-      status_code=HTTP_200_OK, summary="Inbound Stripe events (signature-verified)")
+@post(
+    "/v1/stripe/webhook",
+    operation_id="stripeWebhook",
+    tags=["stripe"],
+    security=[{}],
+    status_code=HTTP_200_OK,
+    summary="Inbound Stripe events (signature-verified)",
+)
 async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookAck:
     settings: Settings = state.settings
     secret = settings.stripe_webhook_secret or _EMULATOR_SECRET
@@ -242,8 +331,13 @@ _EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator'
 # ---------------------------------------------------------------- finance
 
 
-@get("/v1/service-credits", operation_id="listServiceCredits", tags=["finance"],
-     guards=[FINANCE], summary="Service credits paid (or skipped) for breached incidents")
+@get(
+    "/v1/service-credits",
+    operation_id="listServiceCredits",
+    tags=["finance"],
+    guards=[FINANCE],
+    summary="Service credits paid (or skipped) for breached incidents",
+)
 async def list_service_credits(
     customer_id: FromQuery[str | None] = None,
     limit: Limit = 20,
@@ -253,13 +347,25 @@ async def list_service_credits(
     return Page(data=found, has_more=more)
 
 
-
-
 ROUTES: Sequence[ControllerRouterHandler] = (
-    list_plans, create_plan, get_plan, update_plan,
-    create_customer, list_customers, get_customer,
-    create_subscription, get_subscription, preview_subscription_change, change_subscription,
-    cancel_subscription, create_portal_session,
-    buy_fast_track, list_fast_track, refund_fast_track, refresh_fast_track, get_entitlement,
-    stripe_webhook, list_service_credits,
+    list_plans,
+    create_plan,
+    get_plan,
+    update_plan,
+    create_customer,
+    list_customers,
+    get_customer,
+    create_subscription,
+    get_subscription,
+    preview_subscription_change,
+    change_subscription,
+    cancel_subscription,
+    create_portal_session,
+    buy_fast_track,
+    list_fast_track,
+    refund_fast_track,
+    refresh_fast_track,
+    get_entitlement,
+    stripe_webhook,
+    list_service_credits,
 )

@@ -1,11 +1,5 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import BigInt
-from piccolo.columns.column_types import Boolean
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSONB
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.column_types import JSONB, BigInt, Boolean, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 
@@ -15,13 +9,9 @@ DESCRIPTION = "plans, customers, subscriptions, fast-track ledger, usage, credit
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="billing", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="billing", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="Customer", tablename="customer", schema=None, columns=None
-    )
+    manager.add_table(class_name="Customer", tablename="customer", schema=None, columns=None)
 
     manager.add_table(
         class_name="StripeEvent",
@@ -37,9 +27,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Invoice", tablename="invoice", schema=None, columns=None
-    )
+    manager.add_table(class_name="Invoice", tablename="invoice", schema=None, columns=None)
 
     manager.add_table(
         class_name="FastTrackLedger",
@@ -69,9 +57,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Plan", tablename="plan", schema=None, columns=None
-    )
+    manager.add_table(class_name="Plan", tablename="plan", schema=None, columns=None)
 
     manager.add_table(
         class_name="Subscription",
@@ -87,9 +73,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Refund", tablename="refund", schema=None, columns=None
-    )
+    manager.add_table(class_name="Refund", tablename="refund", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="Customer",
@@ -719,8 +703,8 @@ async def forwards():
     manager.add_column(
         table_class_name="Invoice",
         tablename="invoice",
-        column_name="raw",
-        db_column_name="raw",
+        column_name="stripe_object",
+        db_column_name="stripe_object",
         column_class_name="JSONB",
         column_class=JSONB,
         params={
@@ -1706,8 +1690,8 @@ async def forwards():
     manager.add_column(
         table_class_name="CreditNote",
         tablename="credit_note",
-        column_name="raw",
-        db_column_name="raw",
+        column_name="stripe_object",
+        db_column_name="stripe_object",
         column_class_name="JSONB",
         column_class=JSONB,
         params={

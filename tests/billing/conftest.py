@@ -40,8 +40,11 @@ class Stripe:
         return r.json()
 
     async def post(self, path: str, json_body: Any = None, **form: Any) -> Any:
-        r = await (self.http.post(path, json=json_body) if json_body is not None
-                   else self.http.post(path, data=form))
+        r = await (
+            self.http.post(path, json=json_body)
+            if json_body is not None
+            else self.http.post(path, data=form)
+        )
         r.raise_for_status()
         return r.json()
 
@@ -103,9 +106,12 @@ def deliver(
         for event in fresh:
             body = json.dumps(event).encode()
             r = await client.post(
-                "/v1/stripe/webhook", content=body,
-                headers={"Stripe-Signature": sign(body, stripe_emu.secret),
-                         "Content-Type": "application/json"},
+                "/v1/stripe/webhook",
+                content=body,
+                headers={
+                    "Stripe-Signature": sign(body, stripe_emu.secret),
+                    "Content-Type": "application/json",
+                },
             )
             assert r.status_code == 200, r.text
         stripe_emu.mark_seen(fresh)
@@ -126,9 +132,16 @@ async def seeded(clean_db: None) -> list[str]:
 async def customer(
     client: httpx.AsyncClient, admin_headers: dict[str, str], seeded: list[str]
 ) -> dict[str, Any]:
-    r = await client.post("/v1/customers", headers=admin_headers, json={
-        "external_id": f"org-{time.time_ns()}", "name": "Acme GmbH", "email": "ops@acme.test",
-        "timezone": "Europe/Berlin", "country": "DE",
-    })
+    r = await client.post(
+        "/v1/customers",
+        headers=admin_headers,
+        json={
+            "external_id": f"org-{time.time_ns()}",
+            "name": "Acme GmbH",
+            "email": "ops@acme.test",
+            "timezone": "Europe/Berlin",
+            "country": "DE",
+        },
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())

@@ -14,11 +14,20 @@ from tests.billing.conftest import Stripe
 PROBLEM = "application/problem+json"
 
 _PLAN = {
-    "code": "gold", "name": "Gold", "monthly_price": 29900, "annual_price": 299000,
-    "targets": {p: {"first_response_minutes": m, "coverage": "24x7"}
-                for p, m in (("p1", 60), ("p2", 240), ("p3", 480), ("p4", 960))},
-    "included_incidents": 20, "overage_price": 5000, "fast_track_price": 9900,
-    "fast_track_minutes": 30, "credit_percent": 5, "credit_cap_percent": 25,
+    "code": "gold",
+    "name": "Gold",
+    "monthly_price": 29900,
+    "annual_price": 299000,
+    "targets": {
+        p: {"first_response_minutes": m, "coverage": "24x7"}
+        for p, m in (("p1", 60), ("p2", 240), ("p3", 480), ("p4", 960))
+    },
+    "included_incidents": 20,
+    "overage_price": 5000,
+    "fast_track_price": 9900,
+    "fast_track_minutes": 30,
+    "credit_percent": 5,
+    "credit_cap_percent": 25,
 }
 
 
@@ -26,14 +35,23 @@ async def test_seed_reflects_the_market(
     client: httpx.AsyncClient, helpdesk_headers: dict[str, str], seeded: list[str]
 ) -> None:
     assert seeded == ["standard", "basic", "business", "premium"]
-    plans = {p["code"]: p for p in (await client.get("/v1/plans", headers=helpdesk_headers)).json()["data"]}
+    plans = {
+        p["code"]: p
+        for p in (await client.get("/v1/plans", headers=helpdesk_headers)).json()["data"]
+    }
     assert plans["standard"]["monthly_price"] == {"amount": 0, "currency": "usd"}
-    assert plans["standard"]["targets"]["p1"] == {"first_response_minutes": 1440,
-                                                  "coverage": "business_hours", "update_minutes": None}
+    assert plans["standard"]["targets"]["p1"] == {
+        "first_response_minutes": 1440,
+        "coverage": "business_hours",
+        "update_minutes": None,
+    }
     assert plans["business"]["targets"]["p1"]["coverage"] == "24x7"
     assert plans["business"]["included_incidents"] == 10
     assert plans["premium"]["fast_track_included"] is True
-    assert plans["premium"]["credit_policy"] == {"percent_per_breach": 10, "cap_percent_per_period": 30}
+    assert plans["premium"]["credit_policy"] == {
+        "percent_per_breach": 10,
+        "cap_percent_per_period": 30,
+    }
     assert set(plans["business"]["stripe_price_ids"]) == {"month", "year"}
 
 
@@ -70,8 +88,11 @@ async def test_a_plan_edit_makes_a_version_and_keeps_the_old_one(
     ],
 )
 async def test_bad_plans_are_refused_and_write_nothing(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], clean_db: None,
-    change: dict[str, Any], field: str,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clean_db: None,
+    change: dict[str, Any],
+    field: str,
 ) -> None:
     r = await client.post("/v1/plans", headers=admin_headers, json={**_PLAN, **change})
     assert r.status_code in (400, 422), r.text
@@ -88,7 +109,11 @@ async def test_bad_subscription_requests_write_nothing(
         (f"/v1/customers/{cid}/subscription", {"plan": "platinum"}, 404),
         (f"/v1/customers/{cid}/subscription", {"plan": "business", "interval": "week"}, 400),
         (f"/v1/customers/{cid}/subscription", {"plan": "standard"}, 422),
-        (f"/v1/customers/{cid}/subscription", {"plan": "business", "mode": "charge_saved_method"}, 422),
+        (
+            f"/v1/customers/{cid}/subscription",
+            {"plan": "business", "mode": "charge_saved_method"},
+            422,
+        ),
         ("/v1/customers/cust_nope/subscription", {"plan": "business"}, 404),
     ]
     for path, body, status in cases:
@@ -110,8 +135,11 @@ async def test_bad_subscription_requests_write_nothing(
     ],
 )
 async def test_bad_customers_are_refused_and_write_nothing(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], seeded: list[str],
-    body: dict[str, Any], field: str,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    seeded: list[str],
+    body: dict[str, Any],
+    field: str,
 ) -> None:
     base = {"external_id": "org-1", "name": "A", "email": "a@b.test", "timezone": "UTC"}
     r = await client.post("/v1/customers", headers=admin_headers, json={**base, **body})
@@ -121,20 +149,28 @@ async def test_bad_customers_are_refused_and_write_nothing(
 
 
 async def test_customer_lookup_by_external_id_and_duplicates(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], helpdesk_headers: dict[str, str],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    helpdesk_headers: dict[str, str],
     customer: dict[str, Any],
 ) -> None:
-    r = await client.get(f"/v1/customers?external_id={customer['external_id']}",
-                         headers=helpdesk_headers)
+    r = await client.get(
+        f"/v1/customers?external_id={customer['external_id']}", headers=helpdesk_headers
+    )
     assert [c["id"] for c in r.json()["data"]] == [customer["id"]]
-    assert (await client.get("/v1/customers?external_id=nobody", headers=helpdesk_headers)
-            ).json() == {"data": [], "has_more": False}
-    r = await client.post("/v1/customers", headers=admin_headers, json={
-        "external_id": customer["external_id"], "name": "Again", "email": "x@y.test"})
+    assert (
+        await client.get("/v1/customers?external_id=nobody", headers=helpdesk_headers)
+    ).json() == {"data": [], "has_more": False}
+    r = await client.post(
+        "/v1/customers",
+        headers=admin_headers,
+        json={"external_id": customer["external_id"], "name": "Again", "email": "x@y.test"},
+    )
     assert r.status_code == 409
     assert await Customer.count() == 1
-    assert (await client.get("/v1/customers/cust_missing", headers=helpdesk_headers)
-            ).status_code == 404
+    assert (
+        await client.get("/v1/customers/cust_missing", headers=helpdesk_headers)
+    ).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -148,31 +184,43 @@ async def test_customer_lookup_by_external_id_and_duplicates(
     ids=["429", "500-after-write", "503-after-write", "timeout-after-write"],
 )
 async def test_stripe_faults_during_a_write_never_make_two_objects(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], seeded: list[str],
-    stripe_emu: Stripe, fault: dict[str, Any],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    seeded: list[str],
+    stripe_emu: Stripe,
+    fault: dict[str, Any],
 ) -> None:
     await stripe_emu.fault(method="POST", path="/v1/customers", **fault)
-    r = await client.post("/v1/customers", headers=admin_headers, json={
-        "external_id": "org-faulty", "name": "Faulty", "email": "f@x.test"})
+    r = await client.post(
+        "/v1/customers",
+        headers=admin_headers,
+        json={"external_id": "org-faulty", "name": "Faulty", "email": "f@x.test"},
+    )
     assert r.status_code == 201, r.text
     stripe_id = r.json()["stripe_customer_id"]
-    tries = await stripe_emu.requests(path="/v1/customers", method="POST",
-                                      idempotency_key=f"customer-create-{r.json()['id']}")
+    tries = await stripe_emu.requests(
+        path="/v1/customers", method="POST", idempotency_key=f"customer-create-{r.json()['id']}"
+    )
     assert len(tries) >= 2  # it was retried…
     assert len({t["idempotency_key"] for t in tries}) == 1  # …with one key
-    found = await stripe_emu.get("/v1/customers/search",
-                                 query=f"metadata['customer_id']:'{r.json()['id']}'")
+    found = await stripe_emu.get(
+        "/v1/customers/search", query=f"metadata['customer_id']:'{r.json()['id']}'"
+    )
     assert [c["id"] for c in found["data"]] == [stripe_id]  # …and made one customer
 
 
 async def test_stripe_down_is_503_and_writes_nothing(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], seeded: list[str],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    seeded: list[str],
     stripe_emu: Stripe,
 ) -> None:
-    await stripe_emu.fault(method="POST", path="/v1/customers", status=500, count=20,
-                           when="before")
-    r = await client.post("/v1/customers", headers=admin_headers, json={
-        "external_id": "org-down", "name": "Down", "email": "d@x.test"})
+    await stripe_emu.fault(method="POST", path="/v1/customers", status=500, count=20, when="before")
+    r = await client.post(
+        "/v1/customers",
+        headers=admin_headers,
+        json={"external_id": "org-down", "name": "Down", "email": "d@x.test"},
+    )
     assert r.status_code == 503
     assert r.headers["content-type"].startswith(PROBLEM)
     assert await Customer.count() == 0

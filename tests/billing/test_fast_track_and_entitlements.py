@@ -21,16 +21,21 @@ PROBLEM = "application/problem+json"
 
 
 async def _save_card(stripe_emu: Stripe, customer: dict[str, Any], card: str) -> None:
-    pm = await stripe_emu.post(f"/v1/payment_methods/{card}/attach",
-                               customer=customer["stripe_customer_id"])
-    await stripe_emu.post(f"/v1/customers/{customer['stripe_customer_id']}",
-                          **{"invoice_settings[default_payment_method]": pm["id"]})
+    pm = await stripe_emu.post(
+        f"/v1/payment_methods/{card}/attach", customer=customer["stripe_customer_id"]
+    )
+    await stripe_emu.post(
+        f"/v1/customers/{customer['stripe_customer_id']}",
+        **{"invoice_settings[default_payment_method]": pm["id"]},
+    )
 
 
-async def _ent(client: httpx.AsyncClient, headers: dict[str, str], cid: str,
-               at: str | None = None) -> dict[str, Any]:
-    r = await client.get(f"/v1/customers/{cid}/entitlements", headers=headers,
-                         params={"at": at} if at else None)
+async def _ent(
+    client: httpx.AsyncClient, headers: dict[str, str], cid: str, at: str | None = None
+) -> dict[str, Any]:
+    r = await client.get(
+        f"/v1/customers/{cid}/entitlements", headers=headers, params={"at": at} if at else None
+    )
     assert r.status_code == 200, r.text
     return dict(r.json())
 
@@ -46,17 +51,32 @@ async def test_standard_entitlement_for_a_new_customer(
     assert ent["incidents"] == {"included": None, "used": 0, "remaining": None}
     assert ent["fast_track"]["credits"] == 0
     assert ent["fast_track"]["price"] == {"amount": 14900, "currency": "usd"}
-    assert {"customer_id", "at", "tier", "plan_version", "subscription_status", "valid_until",
-            "targets", "incidents", "fast_track"} <= ent.keys()
+    assert {
+        "customer_id",
+        "at",
+        "tier",
+        "plan_version",
+        "subscription_status",
+        "valid_until",
+        "targets",
+        "incidents",
+        "fast_track",
+    } <= ent.keys()
 
 
 async def test_paid_checkout_grants_exactly_n_credits_once(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, deliver: Deliver,
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
 ) -> None:
     cid = customer["id"]
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=helpdesk_headers,
-                          json={"quantity": 3, "mode": "checkout"})
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=helpdesk_headers,
+        json={"quantity": 3, "mode": "checkout"},
+    )
     assert r.status_code == 201, r.text
     purchase = r.json()
     assert purchase["status"] == "pending"
@@ -74,11 +94,15 @@ async def test_paid_checkout_grants_exactly_n_credits_once(
     await deliver()
     # The same webhook delivered again, and the storefront's success page refreshing.
     body = json.dumps(completed[0]).encode()
-    again = await client.post("/v1/stripe/webhook", content=body,
-                              headers={"Stripe-Signature": sign(body, stripe_emu.secret)})
+    again = await client.post(
+        "/v1/stripe/webhook",
+        content=body,
+        headers={"Stripe-Signature": sign(body, stripe_emu.secret)},
+    )
     assert again.json()["duplicate"] is True
     refreshed = await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases/{row.id}/refresh", headers=helpdesk_headers)
+        f"/v1/customers/{cid}/fast-track-purchases/{row.id}/refresh", headers=helpdesk_headers
+    )
     assert refreshed.json()["status"] == "paid"
     assert await fasttrack.grant(row.id, payment_intent=None) is False
 
@@ -89,23 +113,33 @@ async def test_paid_checkout_grants_exactly_n_credits_once(
 
 
 async def test_declined_card_grants_nothing(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, deliver: Deliver,
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_chargeDeclined")
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=helpdesk_headers,
-                          json={"quantity": 2, "mode": "charge_saved_method"})
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=helpdesk_headers,
+        json={"quantity": 2, "mode": "charge_saved_method"},
+    )
     assert r.status_code == 402, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
     assert "declined" in r.json()["detail"]
     row = await FastTrackPurchase.objects().first()
     assert row is not None and row.status == "failed"
     # A declined checkout, too.
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=helpdesk_headers,
-                          json={"quantity": 1, "mode": "checkout"})
-    session = (await FastTrackPurchase.objects().where(
-        FastTrackPurchase.id == r.json()["id"]).first())
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=helpdesk_headers,
+        json={"quantity": 1, "mode": "checkout"},
+    )
+    session = (
+        await FastTrackPurchase.objects().where(FastTrackPurchase.id == r.json()["id"]).first()
+    )
     assert session is not None and session.stripe_checkout_session_id
     await stripe_emu.complete_checkout(session.stripe_checkout_session_id, "declined")
     await deliver()
@@ -114,20 +148,28 @@ async def test_declined_card_grants_nothing(
 
 
 async def test_saved_card_paths_succeed_or_need_action(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
     stripe_emu: Stripe,
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=helpdesk_headers,
-                          json={"quantity": 2, "mode": "charge_saved_method"})
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=helpdesk_headers,
+        json={"quantity": 2, "mode": "charge_saved_method"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "paid"
     assert (await _ent(client, helpdesk_headers, cid))["fast_track"]["credits"] == 2
     await Customer.update({Customer.default_payment_method: None}).where(Customer.id == cid)
     await _save_card(stripe_emu, customer, "pm_card_authenticationRequired")
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=helpdesk_headers,
-                          json={"quantity": 1, "mode": "charge_saved_method"})
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=helpdesk_headers,
+        json={"quantity": 1, "mode": "charge_saved_method"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "requires_action"
     assert "authentication" in r.json()["failure_reason"]
@@ -135,13 +177,18 @@ async def test_saved_card_paths_succeed_or_need_action(
 
 
 async def test_expired_credits_leave_the_balance(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
     stripe_emu: Stripe,
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=helpdesk_headers,
-                          json={"quantity": 2, "mode": "charge_saved_method"})
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=helpdesk_headers,
+        json={"quantity": 2, "mode": "charge_saved_method"},
+    )
     assert r.status_code == 201
     row = await FastTrackPurchase.objects().first()
     assert row is not None and row.expires_at is not None
@@ -154,12 +201,19 @@ async def test_expired_credits_leave_the_balance(
         assert await fasttrack.expire_due() == 0
         assert (await entitlements.entitlement(cid)).fast_track.credits == 0
     # History still answers for the day before expiry.
-    assert (await entitlements.entitlement(cid, row.expires_at - timedelta(days=1))
-            ).fast_track.credits == 2
+    assert (
+        await entitlements.entitlement(cid, row.expires_at - timedelta(days=1))
+    ).fast_track.credits == 2
 
 
-def _sub_event(stripe_customer: str, price: str, status: str, created: int, event_id: str,
-               period: tuple[int, int]) -> dict[str, Any]:
+def _sub_event(
+    stripe_customer: str,
+    price: str,
+    status: str,
+    created: int,
+    event_id: str,
+    period: tuple[int, int],
+) -> dict[str, Any]:
     sub = copy.deepcopy(FIXTURES["subscription"])
     sub.update(id="sub_ent1", customer=stripe_customer, status=status, metadata={})
     item = sub["items"]["data"][0]
@@ -167,30 +221,40 @@ def _sub_event(stripe_customer: str, price: str, status: str, created: int, even
     item["price"] = {**item["price"], "id": price, "recurring": {"interval": "month"}}
     sub["items"]["data"] = [item]
     event = copy.deepcopy(FIXTURES["event"])
-    event.update(id=event_id, type="customer.subscription.updated", created=created,
-                 data={"object": sub})
+    event.update(
+        id=event_id, type="customer.subscription.updated", created=created, data={"object": sub}
+    )
     return event
 
 
 async def _apply(client: httpx.AsyncClient, secret: str, event: dict[str, Any]) -> None:
     body = json.dumps(event).encode()
-    r = await client.post("/v1/stripe/webhook", content=body,
-                          headers={"Stripe-Signature": sign(body, secret)})
+    r = await client.post(
+        "/v1/stripe/webhook", content=body, headers={"Stripe-Signature": sign(body, secret)}
+    )
     assert r.status_code == 200, r.text
 
 
 async def test_at_answers_from_history_after_an_upgrade(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, run_worker: Any,
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    run_worker: Any,
 ) -> None:
     business = (await catalog.get_plan("business")).stripe_price_ids["month"]
     premium = (await catalog.get_plan("premium")).stripe_price_ids["month"]
     t0 = int((utcnow() - timedelta(days=10)).timestamp())
     period = (t0, t0 + 30 * 86400)
     scus = customer["stripe_customer_id"]
-    await _apply(client, stripe_emu.secret, _sub_event(scus, business, "active", t0, "evt_h1", period))
-    await _apply(client, stripe_emu.secret,
-                 _sub_event(scus, premium, "active", t0 + 5 * 86400, "evt_h2", period))
+    await _apply(
+        client, stripe_emu.secret, _sub_event(scus, business, "active", t0, "evt_h1", period)
+    )
+    await _apply(
+        client,
+        stripe_emu.secret,
+        _sub_event(scus, premium, "active", t0 + 5 * 86400, "evt_h2", period),
+    )
     await run_worker()
     now = await _ent(client, helpdesk_headers, customer["id"])
     assert (now["tier"], now["targets"]["p1"]["first_response_minutes"]) == ("premium", 30)
@@ -203,18 +267,27 @@ async def test_at_answers_from_history_after_an_upgrade(
 
 
 async def test_past_due_keeps_the_plan_during_grace_only(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, run_worker: Any,
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    run_worker: Any,
 ) -> None:
     business = (await catalog.get_plan("business")).stripe_price_ids["month"]
     t0 = int((utcnow() - timedelta(days=3)).timestamp())
     period = (t0 - 20 * 86400, t0 + 10 * 86400)
-    await _apply(client, stripe_emu.secret, _sub_event(
-        customer["stripe_customer_id"], business, "past_due", t0, "evt_pd1", period))
+    await _apply(
+        client,
+        stripe_emu.secret,
+        _sub_event(customer["stripe_customer_id"], business, "past_due", t0, "evt_pd1", period),
+    )
     await run_worker()
     ent = await entitlements.entitlement(customer["id"])
     assert (ent.tier, ent.subscription_status, ent.in_grace_period) == (
-        "business", "past_due", True)
+        "business",
+        "past_due",
+        True,
+    )
     assert ent.valid_until == datetime.fromtimestamp(t0, UTC) + timedelta(days=7)
     with frozen(datetime.fromtimestamp(t0, UTC) + timedelta(days=7, seconds=1)):
         late = await entitlements.entitlement(customer["id"])
@@ -222,15 +295,25 @@ async def test_past_due_keeps_the_plan_during_grace_only(
 
 
 async def test_allowance_counts_incidents_and_flags_overage(
-    customer: dict[str, Any], client: httpx.AsyncClient, stripe_emu: Stripe, run_worker: Any,
+    customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    stripe_emu: Stripe,
+    run_worker: Any,
 ) -> None:
     basic = (await catalog.get_plan("basic")).stripe_price_ids["month"]
     t0 = int((utcnow() - timedelta(days=1)).timestamp())
-    await _apply(client, stripe_emu.secret, _sub_event(
-        customer["stripe_customer_id"], basic, "active", t0, "evt_al1", (t0, t0 + 30 * 86400)))
+    await _apply(
+        client,
+        stripe_emu.secret,
+        _sub_event(
+            customer["stripe_customer_id"], basic, "active", t0, "evt_al1", (t0, t0 + 30 * 86400)
+        ),
+    )
     await run_worker()
-    claims = [await usage.claim_incident(customer["id"], f"inc_{i}", utcnow(), fast_track=False)
-              for i in range(6)]
+    claims = [
+        await usage.claim_incident(customer["id"], f"inc_{i}", utcnow(), fast_track=False)
+        for i in range(6)
+    ]
     assert [c.overage for c in claims] == [False] * 5 + [True]
     assert claims[5].overage_amount is not None and claims[5].overage_amount.amount == 4900
     again = await usage.claim_incident(customer["id"], "inc_5", utcnow(), fast_track=False)
@@ -251,12 +334,20 @@ async def test_allowance_counts_incidents_and_flags_overage(
     ],
 )
 async def test_bad_fast_track_and_entitlement_input(
-    client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any],
-    path: str, params: dict[str, str] | None, body: dict[str, Any] | None, status: int,
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    path: str,
+    params: dict[str, str] | None,
+    body: dict[str, Any] | None,
+    status: int,
 ) -> None:
     url = f"/v1/customers/{customer['id']}/{path}"
-    r = await (client.post(url, headers=helpdesk_headers, json=body) if body is not None
-               else client.get(url, headers=helpdesk_headers, params=params))
+    r = await (
+        client.post(url, headers=helpdesk_headers, json=body)
+        if body is not None
+        else client.get(url, headers=helpdesk_headers, params=params)
+    )
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
     assert await FastTrackPurchase.count() == 0
@@ -267,8 +358,11 @@ async def test_unknown_customer_is_404(
 ) -> None:
     for r in (
         await client.get("/v1/customers/cust_none/entitlements", headers=helpdesk_headers),
-        await client.post("/v1/customers/cust_none/fast-track-purchases",
-                          headers=helpdesk_headers, json={"quantity": 1}),
+        await client.post(
+            "/v1/customers/cust_none/fast-track-purchases",
+            headers=helpdesk_headers,
+            json={"quantity": 1},
+        ),
     ):
         assert r.status_code == 404
         assert r.headers["content-type"].startswith(PROBLEM)

@@ -12,12 +12,18 @@ from tests.billing.conftest import Deliver, Stripe
 
 
 async def test_checkout_subscribe_upgrade_with_matching_proration_then_cancel(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, deliver: Deliver,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
 ) -> None:
     cid = customer["id"]
-    r = await client.post(f"/v1/customers/{cid}/subscription", headers=admin_headers,
-                          json={"plan": "business", "interval": "month", "mode": "checkout"})
+    r = await client.post(
+        f"/v1/customers/{cid}/subscription",
+        headers=admin_headers,
+        json={"plan": "business", "interval": "month", "mode": "checkout"},
+    )
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["checkout_url"]
@@ -36,17 +42,26 @@ async def test_checkout_subscribe_upgrade_with_matching_proration_then_cancel(
     assert sub["id"] == created["subscription"]["id"]
     assert sub["current_period_end"] > sub["current_period_start"]
 
-    r = await client.post(f"/v1/customers/{cid}/subscription/preview", headers=admin_headers,
-                          json={"plan": "premium", "interval": "month"})
+    r = await client.post(
+        f"/v1/customers/{cid}/subscription/preview",
+        headers=admin_headers,
+        json={"plan": "premium", "interval": "month"},
+    )
     assert r.status_code == 200, r.text
     preview = r.json()
     assert preview["prorations"]["amount"] > 0
     # Upgrading a 499.00 plan to 1,999.00 for (almost) the whole period: the difference.
     assert preview["prorations"]["amount"] <= 199900 - 49900
 
-    r = await client.patch(f"/v1/customers/{cid}/subscription", headers=admin_headers, json={
-        "plan": "premium", "interval": "month", "proration_date": preview["proration_date"],
-    })
+    r = await client.patch(
+        f"/v1/customers/{cid}/subscription",
+        headers=admin_headers,
+        json={
+            "plan": "premium",
+            "interval": "month",
+            "proration_date": preview["proration_date"],
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["plan"] == "premium"
     row = await Subscription.objects().first()
@@ -55,7 +70,8 @@ async def test_checkout_subscribe_upgrade_with_matching_proration_then_cancel(
     invoices = await stripe_emu.get("/v1/invoices", subscription=remote_sub["id"])
     upgrade = next(i for i in invoices["data"] if i["billing_reason"] != "subscription_create")
     billed_prorations = sum(
-        line["amount"] for line in upgrade["lines"]["data"]
+        line["amount"]
+        for line in upgrade["lines"]["data"]
         if (line.get("parent") or {}).get("subscription_item_details", {}).get("proration")
     )
     assert billed_prorations == preview["prorations"]["amount"]
@@ -71,7 +87,8 @@ async def test_checkout_subscribe_upgrade_with_matching_proration_then_cancel(
     assert final.json()["cancel_at_period_end"] is True
 
     history = await SubscriptionHistory.select(SubscriptionHistory.status).order_by(
-        SubscriptionHistory.effective_at)
+        SubscriptionHistory.effective_at
+    )
     assert [h["status"] for h in history][:1] == ["active"]
     actions = {a["action"] for a in await AuditLog.select(AuditLog.action)}
     assert {"customer.created", "subscription.created", "subscription.updated"} <= actions

@@ -33,11 +33,21 @@ def _event(event_type: str, obj: dict[str, Any], created: int, event_id: str) ->
     return event
 
 
-def _subscription(stripe_customer: str, price: str, status: str, period: tuple[int, int],
-                  cancel_at_period_end: bool = False) -> dict[str, Any]:
+def _subscription(
+    stripe_customer: str,
+    price: str,
+    status: str,
+    period: tuple[int, int],
+    cancel_at_period_end: bool = False,
+) -> dict[str, Any]:
     sub = copy.deepcopy(FIXTURES["subscription"])
-    sub.update(id="sub_fixture1", customer=stripe_customer, status=status,
-               cancel_at_period_end=cancel_at_period_end, metadata={})
+    sub.update(
+        id="sub_fixture1",
+        customer=stripe_customer,
+        status=status,
+        cancel_at_period_end=cancel_at_period_end,
+        metadata={},
+    )
     item = sub["items"]["data"][0]
     item.update(current_period_start=period[0], current_period_end=period[1])
     item["price"] = {**item["price"], "id": price, "recurring": {"interval": "month"}}
@@ -45,16 +55,26 @@ def _subscription(stripe_customer: str, price: str, status: str, period: tuple[i
     return sub
 
 
-async def _post(client: httpx.AsyncClient, event: dict[str, Any], secret: str,
-                at: int | None = None) -> httpx.Response:
+async def _post(
+    client: httpx.AsyncClient, event: dict[str, Any], secret: str, at: int | None = None
+) -> httpx.Response:
     body = json.dumps(event).encode()
-    return await client.post("/v1/stripe/webhook", content=body, headers={
-        "Stripe-Signature": sign(body, secret, at), "Content-Type": "application/json"})
+    return await client.post(
+        "/v1/stripe/webhook",
+        content=body,
+        headers={"Stripe-Signature": sign(body, secret, at), "Content-Type": "application/json"},
+    )
 
 
 async def _stripe_customer(seeded: list[str]) -> tuple[Customer, str]:
-    row = Customer(id="cust_fixture", external_id="org-fixture", name="F", email="f@x.test",
-                   timezone="UTC", stripe_customer_id="cus_fixture")
+    row = Customer(
+        id="cust_fixture",
+        external_id="org-fixture",
+        name="F",
+        email="f@x.test",
+        timezone="UTC",
+        stripe_customer_id="cus_fixture",
+    )
     await row.save()
     plan = await catalog.get_plan("business")
     return row, plan.stripe_price_ids["month"]
@@ -70,29 +90,38 @@ async def test_bad_or_stale_signature_is_400_and_stores_nothing(
         {"Stripe-Signature": "t=1,v1=deadbeef"},
         {},
     ):
-        r = await client.post("/v1/stripe/webhook", content=json.dumps(event).encode(),
-                              headers=headers)
+        r = await client.post(
+            "/v1/stripe/webhook", content=json.dumps(event).encode(), headers=headers
+        )
         assert r.status_code == 400, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
     stale = await _post(client, event, secret, at=int(time.time()) - 301)
     assert stale.status_code == 400
     assert "signature" in stale.json()["detail"].lower()
     tampered = json.dumps(event).encode()
-    r = await client.post("/v1/stripe/webhook", content=tampered.replace(b"evt_bad1", b"evt_bad2"),
-                          headers={"Stripe-Signature": sign(tampered, secret)})
+    r = await client.post(
+        "/v1/stripe/webhook",
+        content=tampered.replace(b"evt_bad1", b"evt_bad2"),
+        headers={"Stripe-Signature": sign(tampered, secret)},
+    )
     assert r.status_code == 400
     assert await StripeEvent.count() == 0
 
 
 async def test_duplicate_delivery_is_stored_and_processed_once(
-    client: httpx.AsyncClient, services: Any, seeded: list[str],
+    client: httpx.AsyncClient,
+    services: Any,
+    seeded: list[str],
     run_worker: Callable[[], Awaitable[int]],
 ) -> None:
     _, price = await _stripe_customer(seeded)
     now = int(time.time())
-    event = _event("customer.subscription.created",
-                   _subscription("cus_fixture", price, "active", (now, now + 30 * 86400)),
-                   now, "evt_dup1")
+    event = _event(
+        "customer.subscription.created",
+        _subscription("cus_fixture", price, "active", (now, now + 30 * 86400)),
+        now,
+        "evt_dup1",
+    )
     first = await _post(client, event, services.emulator.webhook_secret)
     second = await _post(client, event, services.emulator.webhook_secret)
     assert first.json() == {"received": True, "duplicate": False, "id": "evt_dup1"}
@@ -117,10 +146,13 @@ _LIFECYCLE = [
 ]
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(order=st.permutations(range(len(_LIFECYCLE))), dupes=st.lists(
-    st.integers(0, len(_LIFECYCLE) - 1), max_size=3))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(range(len(_LIFECYCLE))),
+    dupes=st.lists(st.integers(0, len(_LIFECYCLE) - 1), max_size=3),
+)
 async def test_any_order_of_a_subscriptions_events_converges(
     order: list[int], dupes: list[int], seeded: list[str]
 ) -> None:
@@ -132,8 +164,12 @@ async def test_any_order_of_a_subscriptions_events_converges(
     price = (await catalog.get_plan("business")).stripe_price_ids["month"]
     base = 1_790_000_000
     built = [
-        _event(kind, _subscription("cus_fixture", price, status, (base, base + 2_592_000), cape),
-               base + offset, f"evt_perm{i}")
+        _event(
+            kind,
+            _subscription("cus_fixture", price, status, (base, base + 2_592_000), cape),
+            base + offset,
+            f"evt_perm{i}",
+        )
         for i, (kind, status, cape, offset) in enumerate(_LIFECYCLE)
     ]
     for i in [*order, *dupes]:
@@ -152,8 +188,9 @@ async def test_replay_reapplies_failed_events(
     # An event for a customer we do not know yet fails... no: unknown customers are skipped.
     # A malformed payload fails instead, and is then replayed once fixed.
     now = int(time.time())
-    broken = _event("customer.subscription.updated", {"id": "sub_x", "status": "active"},
-                    now, "evt_broken")
+    broken = _event(
+        "customer.subscription.updated", {"id": "sub_x", "status": "active"}, now, "evt_broken"
+    )
     broken["data"]["object"]["items"] = "not-a-list"
     assert await events.store(broken)
     with pytest.raises(Exception):  # noqa: B017, PT011 - any failure of the malformed event
@@ -161,12 +198,25 @@ async def test_replay_reapplies_failed_events(
     row = await StripeEvent.objects().where(StripeEvent.id == "evt_broken").first()
     assert row is not None and row.processed_at is None and row.last_error
     assert row.attempts == 1
-    await StripeEvent.update({StripeEvent.payload: json.dumps(
-        _event("invoice.created", {**copy.deepcopy(FIXTURES["invoice"]), "customer": None},
-               now, "evt_broken"))}).where(StripeEvent.id == "evt_broken")
-    done = subprocess.run(  # noqa: S603 - our own CLI
+    await StripeEvent.update(
+        {
+            StripeEvent.payload: json.dumps(
+                _event(
+                    "invoice.created",
+                    {**copy.deepcopy(FIXTURES["invoice"]), "customer": None},
+                    now,
+                    "evt_broken",
+                )
+            )
+        }
+    ).where(StripeEvent.id == "evt_broken")
+    done = subprocess.run(
         [sys.executable, "-m", "api.cli", "stripe", "replay", "--failed"],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ), check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "evt_broken: invoice" in done.stdout
