@@ -352,7 +352,9 @@ def _wait(children: list[subprocess.Popen[bytes]]) -> None:
         nonlocal stop
         stop = True
 
+    # Installed explicitly: a launcher started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         while not stop and all(child.poll() is None for child in children):
             time.sleep(0.3)

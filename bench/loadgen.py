@@ -55,12 +55,14 @@ async def _connection(
     try:
         while time.perf_counter() < until:
             path = random.choice(paths)
-            payload = body_for(path) if callable(body_for) else body  # type: ignore[operator]
-            extra = (
-                f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n"
-                if payload is not None
-                else ""
-            )
+            produced = body_for(path) if callable(body_for) else body
+            more: dict[str, str] = {}
+            if isinstance(produced, tuple):  # (body, per-request headers)
+                produced, more = produced
+            payload = produced
+            extra = "".join(f"{k}: {v}\r\n" for k, v in more.items())
+            if payload is not None:
+                extra += f"Content-Length: {len(payload)}\r\nContent-Type: application/json\r\n"
             request = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}{extra}\r\n").encode()
             started = time.perf_counter()
             writer.write(request + (payload or b""))

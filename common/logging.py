@@ -60,5 +60,6 @@ def setup(level: int = logging.INFO, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "stripe"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "stripe", "pgserver", "arq.worker"):
+        # Per-request and per-cron chatter; LOG_LEVEL=DEBUG still shows it.
+        logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else logging.WARNING)
