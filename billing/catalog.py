@@ -158,9 +158,7 @@ async def list_current() -> list[schemas.Plan]:
     rows = (
         await Plan.select()
         .where(Plan.is_current == True)  # noqa: E712 - a SQL comparison, not a truth test
-        .order_by(
-            Plan.monthly_price
-        )
+        .order_by(Plan.monthly_price)
         .output(load_json=True)
     )
     return [to_schema(r) for r in rows]

@@ -64,3 +64,7 @@ class StripeUnavailable(UpstreamUnavailable):
 
 class InvalidEvent(BadRequest):
     """An inbound webhook whose signature or payload is not acceptable."""
+
+
+class InvoiceNotFound(NotFound):
+    pass

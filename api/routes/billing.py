@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, delete, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
@@ -23,6 +23,7 @@ from billing import (
     entitlements,
     events,
     fasttrack,
+    finance,
     schemas,
     subscriptions,
 )
@@ -347,6 +348,94 @@ async def list_service_credits(
     return Page(data=found, has_more=more)
 
 
+@get(
+    "/v1/invoices",
+    operation_id="listInvoices",
+    tags=["finance"],
+    guards=[FINANCE],
+    summary="The invoice mirror; filter by customer, status and creation time",
+)
+async def list_invoices(
+    customer_id: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    created_from: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    created_to: Annotated[datetime | None, QueryParameter(name="to")] = None,
+    limit: Limit = 20,
+    starting_after: FromQuery[str | None] = None,
+) -> Page[finance.InvoiceView]:
+    found, more = await finance.list_invoices(
+        customer_id=customer_id,
+        status=status,
+        created_from=_aware(created_from, "from"),
+        created_to=_aware(created_to, "to"),
+        limit=limit,
+        starting_after=starting_after,
+    )
+    return Page(data=found, has_more=more)
+
+
+@get(
+    "/v1/invoices/export.csv",
+    operation_id="exportInvoices",
+    tags=["finance"],
+    guards=[FINANCE],
+    summary="The same filters, as CSV (amounts in minor units)",
+    media_type="text/csv",
+)
+async def export_invoices(
+    customer_id: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    created_from: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    created_to: Annotated[datetime | None, QueryParameter(name="to")] = None,
+) -> Response[str]:
+    found, _ = await finance.list_invoices(
+        customer_id=customer_id,
+        status=status,
+        created_from=_aware(created_from, "from"),
+        created_to=_aware(created_to, "to"),
+        limit=100_000,
+        starting_after=None,
+    )
+    return Response(
+        finance.to_csv(found),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="invoices.csv"'},
+    )
+
+
+@get(
+    "/v1/invoices/{invoice_id:str}",
+    operation_id="getInvoice",
+    tags=["finance"],
+    guards=[FINANCE],
+    summary="One invoice (our id or Stripe's)",
+)
+async def get_invoice(invoice_id: FromPath[str]) -> finance.InvoiceView:
+    return await finance.get_invoice(invoice_id)
+
+
+@get(
+    "/v1/credit-notes",
+    operation_id="listCreditNotes",
+    tags=["finance"],
+    guards=[FINANCE],
+    summary="Credit notes mirrored from Stripe",
+)
+async def list_credit_notes(
+    customer_id: FromQuery[str | None] = None,
+    limit: Limit = 20,
+    starting_after: FromQuery[str | None] = None,
+) -> Page[finance.CreditNoteView]:
+    found, more = await finance.list_credit_notes(customer_id, limit, starting_after)
+    return Page(data=found, has_more=more)
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidRequest(f"{field} must carry a timezone offset (RFC 3339)", field=field)
+    return value
+
+
 ROUTES: Sequence[ControllerRouterHandler] = (
     list_plans,
     create_plan,
@@ -368,4 +457,8 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     get_entitlement,
     stripe_webhook,
     list_service_credits,
+    list_invoices,
+    export_invoices,
+    get_invoice,
+    list_credit_notes,
 )

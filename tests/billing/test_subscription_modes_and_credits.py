@@ -15,72 +15,108 @@ from tests.billing.conftest import Deliver, Stripe
 from tests.billing.test_fast_track_and_entitlements import _ent, _save_card
 
 
-async def _subscribe(client: httpx.AsyncClient, headers: dict[str, str], cid: str, plan: str,
-                     mode: str = "charge_saved_method", interval: str = "month") -> dict[str, Any]:
-    r = await client.post(f"/v1/customers/{cid}/subscription", headers=headers,
-                          json={"plan": plan, "interval": interval, "mode": mode})
+async def _subscribe(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    cid: str,
+    plan: str,
+    mode: str = "charge_saved_method",
+    interval: str = "month",
+) -> dict[str, Any]:
+    r = await client.post(
+        f"/v1/customers/{cid}/subscription",
+        headers=headers,
+        json={"plan": plan, "interval": interval, "mode": mode},
+    )
     assert r.status_code == 201, r.text
     return dict(r.json()["subscription"])
 
 
 async def test_saved_card_subscription_is_active_at_once_and_changes_interval(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, deliver: Deliver,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
 ) -> None:
     await _save_card(stripe_emu, customer, "pm_card_visa")
     sub = await _subscribe(client, admin_headers, customer["id"], "basic")
     assert (sub["status"], sub["plan"], sub["collection_method"]) == (
-        "active", "basic", "charge_automatically")
-    r = await client.post(f"/v1/customers/{customer['id']}/subscription", headers=admin_headers,
-                          json={"plan": "business", "mode": "charge_saved_method"})
+        "active",
+        "basic",
+        "charge_automatically",
+    )
+    r = await client.post(
+        f"/v1/customers/{customer['id']}/subscription",
+        headers=admin_headers,
+        json={"plan": "business", "mode": "charge_saved_method"},
+    )
     assert r.status_code == 409  # one live subscription per customer
-    r = await client.patch(f"/v1/customers/{customer['id']}/subscription", headers=admin_headers,
-                           json={"plan": "basic", "interval": "year"})
+    r = await client.patch(
+        f"/v1/customers/{customer['id']}/subscription",
+        headers=admin_headers,
+        json={"plan": "basic", "interval": "year"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["interval"] == "year"
     await deliver()
     ent = await _ent(client, admin_headers, customer["id"])
     assert (ent["tier"], ent["subscription_status"]) == ("basic", "active")
-    r = await client.delete(f"/v1/customers/{customer['id']}/subscription?at_period_end=false",
-                            headers=admin_headers)
+    r = await client.delete(
+        f"/v1/customers/{customer['id']}/subscription?at_period_end=false", headers=admin_headers
+    )
     assert r.json()["status"] == "canceled"
     await deliver()
     assert (await _ent(client, admin_headers, customer["id"]))["tier"] == "standard"
 
 
 async def test_declined_saved_card_subscription_is_402_and_not_entitled(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
     stripe_emu: Stripe,
 ) -> None:
     await _save_card(stripe_emu, customer, "pm_card_chargeDeclined")
-    r = await client.post(f"/v1/customers/{customer['id']}/subscription", headers=admin_headers,
-                          json={"plan": "basic", "mode": "charge_saved_method"})
+    r = await client.post(
+        f"/v1/customers/{customer['id']}/subscription",
+        headers=admin_headers,
+        json={"plan": "basic", "mode": "charge_saved_method"},
+    )
     assert r.status_code == 402, r.text
     assert (await _ent(client, admin_headers, customer["id"]))["tier"] == "standard"
 
 
 async def test_invoiced_customer_is_active_with_an_open_invoice(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
-    stripe_emu: Stripe, deliver: Deliver,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
 ) -> None:
     sub = await _subscribe(client, admin_headers, customer["id"], "business", "send_invoice")
     assert (sub["status"], sub["collection_method"]) == ("active", "send_invoice")
     invoices = await stripe_emu.get("/v1/invoices", customer=customer["stripe_customer_id"])
     assert [i["status"] for i in invoices["data"]] == ["open"]
-    r = await client.post(f"/v1/customers/{customer['id']}/portal-session",
-                          headers=admin_headers, json={})
+    r = await client.post(
+        f"/v1/customers/{customer['id']}/portal-session", headers=admin_headers, json={}
+    )
     assert r.status_code == 201
     assert r.json()["url"].startswith("http")
 
 
 async def test_unused_fast_track_credits_are_refunded_through_stripe(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
     stripe_emu: Stripe,
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    r = await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=admin_headers,
-                          json={"quantity": 3, "mode": "charge_saved_method"})
+    r = await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=admin_headers,
+        json={"quantity": 3, "mode": "charge_saved_method"},
+    )
     purchase = r.json()
     await usage.claim_incident(cid, "inc_ft1", utcnow(), fast_track=True)
     refund_url = f"/v1/customers/{cid}/fast-track-purchases/{purchase['id']}/refund"
@@ -96,13 +132,18 @@ async def test_unused_fast_track_credits_are_refunded_through_stripe(
 
 
 async def test_premium_includes_fast_track_so_nothing_is_sold(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
     stripe_emu: Stripe,
 ) -> None:
     await _save_card(stripe_emu, customer, "pm_card_visa")
     await _subscribe(client, admin_headers, customer["id"], "premium")
-    r = await client.post(f"/v1/customers/{customer['id']}/fast-track-purchases",
-                          headers=admin_headers, json={"quantity": 1})
+    r = await client.post(
+        f"/v1/customers/{customer['id']}/fast-track-purchases",
+        headers=admin_headers,
+        json={"quantity": 1},
+    )
     assert r.status_code == 422
     claim = await usage.claim_incident(customer["id"], "inc_p1", utcnow(), fast_track=True)
     assert claim.fast_track_used
@@ -111,8 +152,11 @@ async def test_premium_includes_fast_track_so_nothing_is_sold(
 
 
 async def test_breach_credit_note_is_issued_once_and_capped_per_period(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], finance_headers: dict[str, str],
-    customer: dict[str, Any], stripe_emu: Stripe,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    finance_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
 ) -> None:
     await _save_card(stripe_emu, customer, "pm_card_visa")
     await _subscribe(client, admin_headers, customer["id"], "business")  # 5 % capped at 20 %
@@ -120,8 +164,11 @@ async def test_breach_credit_note_is_issued_once_and_capped_per_period(
         await usage.claim_incident(customer["id"], f"inc_b{n}", utcnow(), fast_track=False)
     first = await asyncio.gather(*(credits.issue_breach_credit("inc_b0") for _ in range(3)))
     assert len({o.id for o in first}) == 1
-    assert (first[0].kind, first[0].amount.amount, first[0].status) == ("credit_note", 2495,
-                                                                       "issued")
+    assert (first[0].kind, first[0].amount.amount, first[0].status) == (
+        "credit_note",
+        2495,
+        "issued",
+    )
     outcomes = [await credits.issue_breach_credit(f"inc_b{n}") for n in range(1, 5)]
     assert [o.amount.amount for o in outcomes] == [2495, 2495, 2495, 0]
     assert outcomes[-1].kind == "none"
@@ -136,13 +183,18 @@ async def test_breach_credit_note_is_issued_once_and_capped_per_period(
 
 
 async def test_breached_fast_track_incident_is_refunded_and_standard_gets_nothing(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], customer: dict[str, Any],
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
     stripe_emu: Stripe,
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    await client.post(f"/v1/customers/{cid}/fast-track-purchases", headers=admin_headers,
-                      json={"quantity": 2, "mode": "charge_saved_method"})
+    await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=admin_headers,
+        json={"quantity": 2, "mode": "charge_saved_method"},
+    )
     await usage.claim_incident(cid, "inc_f1", utcnow() - timedelta(minutes=5), fast_track=True)
     await usage.claim_incident(cid, "inc_s1", utcnow(), fast_track=False)
     refund = await credits.issue_breach_credit("inc_f1")
@@ -156,3 +208,41 @@ async def test_breached_fast_track_incident_is_refunded_and_standard_gets_nothin
     assert (none.kind, none.status) == ("none", "skipped")
     # The refunded unit is not handed back as a free credit.
     assert (await _ent(client, admin_headers, cid))["fast_track"]["credits"] == 1
+
+
+async def test_finance_sees_invoices_csv_and_credit_notes(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    finance_headers: dict[str, str],
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+) -> None:
+    await _save_card(stripe_emu, customer, "pm_card_visa")
+    await _subscribe(client, admin_headers, customer["id"], "business")
+    await usage.claim_incident(customer["id"], "inc_fin", utcnow(), fast_track=False)
+    await credits.issue_breach_credit("inc_fin")
+    await deliver()
+    r = await client.get(
+        f"/v1/invoices?customer_id={customer['id']}&status=paid", headers=finance_headers
+    )
+    assert r.status_code == 200, r.text
+    invoices = r.json()["data"]
+    assert [i["total"] for i in invoices] == [{"amount": 49900, "currency": "usd"}]
+    one = await client.get(f"/v1/invoices/{invoices[0]['id']}", headers=finance_headers)
+    assert one.json()["number"] == invoices[0]["number"]
+    csv_text = (
+        await client.get(
+            f"/v1/invoices/export.csv?customer_id={customer['id']}", headers=finance_headers
+        )
+    ).text
+    header, *rows = csv_text.strip().splitlines()
+    assert header.startswith("id,stripe_invoice_id,number")
+    assert len(rows) == 1
+    assert ",49900," in rows[0]
+    notes = (await client.get("/v1/credit-notes", headers=finance_headers)).json()["data"]
+    assert [n["amount"]["amount"] for n in notes] == [2495]
+    assert (await client.get("/v1/invoices", headers=helpdesk_headers)).status_code == 403
+    bad = await client.get("/v1/invoices?from=2026-01-01T00:00:00", headers=finance_headers)
+    assert bad.status_code == 422
