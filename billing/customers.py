@@ -14,6 +14,7 @@ from billing.stripe_gateway import gateway
 from billing.tables import Customer
 from common import audit
 from common.clock import utcnow
+from common.db import engine
 from common.errors import InvalidRequest
 from common.ids import new_id
 from sla.calendar import InvalidSchedule, Schedule, country_holidays
@@ -75,16 +76,17 @@ async def create_customer(data: schemas.CustomerCreate) -> schemas.Customer:
         created_at=utcnow(),
         updated_at=utcnow(),
     )
+    customer = to_schema(row)
     try:
-        await row.save()
+        async with engine().transaction():
+            await row.save()
+            await audit.record("customer.created", "customer", customer.id, after=customer)
     except Exception as e:  # a concurrent create with the same external_id won the race
         if await Customer.exists().where(Customer.external_id == data.external_id):
             raise CustomerConflict(
                 f"a customer with external_id {data.external_id!r} exists"
             ) from e
         raise
-    customer = to_schema(row)
-    await audit.record("customer.created", "customer", customer.id, after=customer)
     return customer
 
 

@@ -21,6 +21,7 @@ from common.ids import new_id
 log = logging.getLogger("billing.events")
 
 TOLERANCE_SECONDS = 300
+MAX_AUTOMATIC_ATTEMPTS = 10
 
 
 def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
@@ -302,6 +303,8 @@ async def pending(limit: int = 500, min_age_seconds: int = 10) -> list[tuple[str
         .where(
             StripeEvent.processed_at.is_null()
             & (StripeEvent.received_at < utcnow() - timedelta(seconds=min_age_seconds))
+            # After this many failures an event waits for `support-billing stripe replay`.
+            & (StripeEvent.attempts < MAX_AUTOMATIC_ATTEMPTS)
         )
         .order_by(StripeEvent.created)
         .limit(limit)
