@@ -185,7 +185,7 @@ _by_id: dict[str, schemas.Plan] = {}
 
 async def plan_by_id(plan_id: str) -> schemas.Plan:
     cached = _by_id.get(plan_id)
-    if cached is not None and cached.stripe_price_ids:
+    if cached is not None:
         return cached
     row = await Plan.select().where(Plan.id == plan_id).first().output(load_json=True)
     if row is None:
