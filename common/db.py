@@ -18,12 +18,23 @@ def engine() -> PostgresEngine:
 _pool_users = 0
 
 
+async def _no_session_state(connection: Any) -> None:
+    """Pool release hook: nothing to reset.
+
+    asyncpg's default sends ``RESET ALL; UNLISTEN *; …`` on every release, a round trip
+    per request. The service never sets session state (no SET, LISTEN, advisory locks or
+    cursors outside transactions), so a released connection is already clean.
+    """
+
+
 async def open_pool(max_size: int = 20) -> None:
     """Open the shared pool, or join it when this process already has one."""
     global _pool_users
     _pool_users += 1
     if _pool_users == 1:
-        await engine().start_connection_pool(min_size=1, max_size=max_size)
+        await engine().start_connection_pool(
+            min_size=1, max_size=max_size, reset=_no_session_state
+        )
 
 
 async def close_pool() -> None:
