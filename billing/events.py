@@ -179,7 +179,9 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
     existing = (
         await Invoice.objects().where(Invoice.stripe_invoice_id == stripe_id).lock_rows().first()
     )
-    if existing is not None and existing.stripe_event_created > created:
+    # Events of one second arrive in any order: within a second, later lifecycle wins.
+    order = created * 10 + _INVOICE_RANK.get(obj.get("status") or "draft", 0)
+    if existing is not None and existing.stripe_event_created > order:
         return
     sub_ref = obj.get("subscription") or (
         ((obj.get("parent") or {}).get("subscription_details") or {}).get("subscription")
@@ -223,7 +225,7 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
         "hosted_invoice_url": obj.get("hosted_invoice_url"),
         "lines": lines,
         "stripe_object": obj,
-        "stripe_event_created": created,
+        "stripe_event_created": order,
     }
     if existing is None:
         await Invoice.insert(
@@ -233,6 +235,9 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
         for name, value in values.items():
             setattr(existing, name, value)
         await existing.save()
+
+
+_INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
 
 
 async def _mirror_credit_note(obj: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import catalog, events
-from billing.tables import Customer, StripeEvent, Subscription, SubscriptionHistory
+from billing.tables import Customer, Invoice, StripeEvent, Subscription, SubscriptionHistory
 from tests.billing.conftest import sign
 
 FIXTURES = json.loads(
@@ -222,3 +222,23 @@ async def test_replay_reapplies_failed_events(
     assert "evt_broken: invoice" in done.stdout
     row = await StripeEvent.objects().where(StripeEvent.id == "evt_broken").first()
     assert row is not None and row.processed_at is not None and row.last_error is None
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1)])
+async def test_invoice_events_of_one_second_converge_in_any_order(
+    order: tuple[int, int, int], seeded: list[str]
+) -> None:
+    await _stripe_customer(seeded)
+    stages = [("invoice.created", "draft"), ("invoice.finalized", "open"), ("invoice.paid", "paid")]
+    built = []
+    for i, (kind, status) in enumerate(stages):
+        inv = copy.deepcopy(FIXTURES["invoice"])
+        inv.update(id="in_same_second", customer="cus_fixture", status=status, subscription=None)
+        built.append(_event(kind, inv, 1_790_000_000, f"evt_inv{i}"))
+    for i in order:
+        await events.store(built[i])
+        await events.process(built[i]["id"])
+    row = await Invoice.objects().where(Invoice.stripe_invoice_id == "in_same_second").first()
+    assert row is not None
+    assert row.status == "paid"
+    assert row.customer_id == "cust_fixture"
