@@ -32,9 +32,7 @@ async def open_pool(max_size: int = 20) -> None:
     global _pool_users
     _pool_users += 1
     if _pool_users == 1:
-        await engine().start_connection_pool(
-            min_size=1, max_size=max_size, reset=_no_session_state
-        )
+        await engine().start_connection_pool(min_size=1, max_size=max_size, reset=_no_session_state)
 
 
 async def close_pool() -> None:
