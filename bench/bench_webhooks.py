@@ -28,8 +28,9 @@ from workers.settings import FUNCTIONS
 
 SECRET = "whsec_bench"
 FIXTURES = json.loads(
-    (Path(__file__).resolve().parent.parent / "stripe_emulator/fixtures/stripe_fixtures.json")
-    .read_text()
+    (
+        Path(__file__).resolve().parent.parent / "stripe_emulator/fixtures/stripe_fixtures.json"
+    ).read_text()
 )
 FIXTURES = FIXTURES.get("resources", FIXTURES)
 
@@ -41,7 +42,8 @@ async def prepare(customers: int) -> str:
         await catalog.seed_if_empty()
         business = await catalog.get_plan("business")
         await Plan.update({Plan.stripe_price_month_id: "price_business_month"}).where(
-            Plan.id == business.id)
+            Plan.id == business.id
+        )
     finally:
         await db.close_pool()
     conn = await asyncpg.connect(setup.os.environ["DATABASE_URL"])
@@ -50,11 +52,23 @@ async def prepare(customers: int) -> str:
         from datetime import UTC, datetime
 
         at = datetime.fromtimestamp(now, UTC)
-        await conn.copy_records_to_table("customer", records=[
-            (f"cust_b{i}", f"org-b{i}", f"B{i}", f"b{i}@x.test", "UTC", f"cus_b{i}", at, at)
-            for i in range(customers)
-        ], columns=["id", "external_id", "name", "email", "timezone", "stripe_customer_id",
-                    "created_at", "updated_at"])
+        await conn.copy_records_to_table(
+            "customer",
+            records=[
+                (f"cust_b{i}", f"org-b{i}", f"B{i}", f"b{i}@x.test", "UTC", f"cus_b{i}", at, at)
+                for i in range(customers)
+            ],
+            columns=[
+                "id",
+                "external_id",
+                "name",
+                "email",
+                "timezone",
+                "stripe_customer_id",
+                "created_at",
+                "updated_at",
+            ],
+        )
     finally:
         await conn.close()
     return "price_business_month"
@@ -76,8 +90,7 @@ def event_body(n: int, customers: int, price: str) -> bytes:
         obj["items"]["data"] = [item]
         kind = "customer.subscription.updated"
     event = copy.deepcopy(FIXTURES["event"])
-    event.update(id=f"evt_b{n}_{time.time_ns()}", type=kind, created=created,
-                 data={"object": obj})
+    event.update(id=f"evt_b{n}_{time.time_ns()}", type=kind, created=created, data={"object": obj})
     return json.dumps(event).encode()
 
 
@@ -88,10 +101,17 @@ def signed(body: bytes) -> dict[str, str]:
 
 
 async def drain(redis_url: str) -> tuple[int, float]:
-    worker = Worker(functions=FUNCTIONS, redis_settings=redis_settings(redis_url),
-                    queue_name=QUEUE_NAME, burst=True, poll_delay=0, max_jobs=20,
-                    on_startup=runtime.startup, on_shutdown=runtime.shutdown,
-                    handle_signals=False)
+    worker = Worker(
+        functions=FUNCTIONS,
+        redis_settings=redis_settings(redis_url),
+        queue_name=QUEUE_NAME,
+        burst=True,
+        poll_delay=0,
+        max_jobs=20,
+        on_startup=runtime.startup,
+        on_shutdown=runtime.shutdown,
+        handle_signals=False,
+    )
     started = time.perf_counter()
     try:
         await worker.main()
@@ -109,32 +129,51 @@ def main() -> None:
     with setup.services() as services:
         price = asyncio.run(prepare(args.customers))
         counter = iter(range(10**9))
-        env = {"STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_API_KEY": "sk_test_bench",
-               "STRIPE_API_BASE": "http://127.0.0.1:9"}
+        env = {
+            "STRIPE_WEBHOOK_SECRET": SECRET,
+            "STRIPE_API_KEY": "sk_test_bench",
+            "STRIPE_API_BASE": "http://127.0.0.1:9",
+        }
         setup.os.environ.update(env)
         with setup.server(env) as port:
             # Same (Python) load generator as the ingest run, so the ratio compares like
             # with like: the events are signed per request, which wrk cannot do.
-            health = loadgen.load("baseline /health", "127.0.0.1", port, ["/health"], {},
-                                  connections=args.connections, seconds=args.seconds)
+            health = loadgen.load(
+                "baseline /health",
+                "127.0.0.1",
+                port,
+                ["/health"],
+                {},
+                connections=args.connections,
+                seconds=args.seconds,
+            )
 
             def body_for(_: str) -> bytes:
                 return event_body(next(counter), args.customers, price)
-
 
             accepted = _post_load(port, args, body_for)
         print(loadgen.summary([health, accepted]))
         print(f"ingest / baseline throughput ratio: {accepted.rps / health.rps:.2f}")
         processed, seconds = asyncio.run(drain(services.redis_url))
-        print(f"processed {processed} events in {seconds:.1f}s: {processed / seconds:.0f} events/s "
-              "(one worker, 20 concurrent jobs)")
+        print(
+            f"processed {processed} events in {seconds:.1f}s: {processed / seconds:.0f} events/s "
+            "(one worker, 20 concurrent jobs)"
+        )
 
 
 def _post_load(port: int, args: Any, body_for: Any) -> loadgen.Result:
     """POST signed events; the signature is computed per request inside the load process."""
-    return loadgen.load("webhook ingest", "127.0.0.1", port, ["/v1/stripe/webhook"], {},
-                        connections=args.connections, seconds=args.seconds, method="POST",
-                        body_for=_SignedBodies(body_for))
+    return loadgen.load(
+        "webhook ingest",
+        "127.0.0.1",
+        port,
+        ["/v1/stripe/webhook"],
+        {},
+        connections=args.connections,
+        seconds=args.seconds,
+        method="POST",
+        body_for=_SignedBodies(body_for),
+    )
 
 
 class _SignedBodies:
