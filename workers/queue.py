@@ -106,59 +106,90 @@ def _micros(at: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def _sla_job(
+    kind: str, incident_id: str, at: datetime
+) -> tuple[str, str, tuple[object, ...], datetime | None]:
+    """(function, job id, arguments, defer until) of one SLA job; ids are ``kind:incident:µs``.
+
+    Re-scheduling an unchanged instant is refused as a duplicate, a moved deadline is a
+    new job (and the old one finds itself stale); a credit has one id per breach.
+    """
+    ts = _micros(at)
+    job_id = _job_id(kind, incident_id, ts)
+    if kind in ("sla_warning", "sla_due"):
+        return "check_deadline", job_id, (incident_id, kind, ts), _not_before_now(at)
+    if kind == "sla_escalate":
+        return "escalate_incident", job_id, (incident_id, ts), _not_before_now(at)
+    if kind == "sla_credit":
+        return "settle_breach_credit", job_id, (incident_id,), None
+    raise ValueError(f"unknown SLA job kind {kind!r}")
+
+
+async def enqueue_sla_job(redis: ArqRedis, kind: str, incident_id: str, at: datetime) -> Job | None:
+    """One ``sla.schemas.SlaJob``: ``check_deadline`` at a warning instant (``sla_warning``)
+    or the deadline (``sla_due``), ``escalate_incident``, or ``settle_breach_credit``."""
+    function, job_id, args, defer = _sla_job(kind, incident_id, at)
+    return await _enqueue(redis, function, job_id, *args, defer_until=defer)
+
+
 async def enqueue_check_deadline(
     redis: ArqRedis, incident_id: str, kind: str, at: datetime
 ) -> Job | None:
-    """``check_deadline`` at a warning instant (``sla_warning``) or the deadline (``sla_due``).
-
-    Id ``kind:incident:µs``: re-scheduling an unchanged instant is refused as a duplicate,
-    a moved deadline is a new job and the old one finds itself stale.
-    """
-    ts = _micros(at)
-    return await _enqueue(
-        redis,
-        "check_deadline",
-        _job_id(kind, incident_id, ts),
-        incident_id,
-        kind,
-        ts,
-        defer_until=_not_before_now(at),
-    )
+    return await enqueue_sla_job(redis, kind, incident_id, at)
 
 
 async def enqueue_escalation(redis: ArqRedis, incident_id: str, at: datetime) -> Job | None:
-    ts = _micros(at)
-    return await _enqueue(
-        redis,
-        "escalate_incident",
-        _job_id("sla_escalate", incident_id, ts),
-        incident_id,
-        ts,
-        defer_until=_not_before_now(at),
-    )
+    return await enqueue_sla_job(redis, "sla_escalate", incident_id, at)
 
 
 async def enqueue_breach_credit(
     redis: ArqRedis, incident_id: str, breached_at: datetime
 ) -> Job | None:
-    """Settle the breach credit now; one id per breach, so the sweep cannot double it."""
-    return await _enqueue(
-        redis,
-        "settle_breach_credit",
-        _job_id("sla_credit", incident_id, _micros(breached_at)),
-        incident_id,
-    )
+    return await enqueue_sla_job(redis, "sla_credit", incident_id, breached_at)
 
 
-async def enqueue_sla_job(redis: ArqRedis, kind: str, incident_id: str, at: datetime) -> Job | None:
-    """Route one ``sla.schemas.SlaJob`` (kind, incident, instant) to its enqueue function."""
-    if kind in ("sla_warning", "sla_due"):
-        return await enqueue_check_deadline(redis, incident_id, kind, at)
-    if kind == "sla_escalate":
-        return await enqueue_escalation(redis, incident_id, at)
-    if kind == "sla_credit":
-        return await enqueue_breach_credit(redis, incident_id, at)
-    raise ValueError(f"unknown SLA job kind {kind!r}")
+# arq's enqueue_job, for many jobs in one round trip: each job is written only when
+# neither it nor its kept result exists (the same duplicate rule as arq's WATCH/MULTI).
+_ENQUEUE_MANY_LUA = """
+local queued = 0
+for n = 0, (#ARGV / 4) - 1 do
+  local job_key, result_key = KEYS[2 * n + 2], KEYS[2 * n + 3]
+  if redis.call('EXISTS', job_key, result_key) == 0 then
+    redis.call('PSETEX', job_key, ARGV[4 * n + 3], ARGV[4 * n + 4])
+    redis.call('ZADD', KEYS[1], ARGV[4 * n + 2], ARGV[4 * n + 1])
+    queued = queued + 1
+  end
+end
+return queued
+"""
+
+
+async def enqueue_sla_jobs(
+    redis: ArqRedis, jobs: list[tuple[str, str, datetime]], chunk: int = 500
+) -> int:
+    """Enqueue many ``(kind, incident_id, at)`` SLA jobs, a chunk per round trip.
+
+    Opening an incident schedules four checks and a sweep may schedule thousands; one
+    script call instead of arq's four round trips per job.  Returns how many were new.
+    """
+    from arq.constants import job_key_prefix, result_key_prefix
+    from arq.jobs import serialize_job
+    from arq.utils import timestamp_ms, to_unix_ms
+
+    script = redis.register_script(_ENQUEUE_MANY_LUA)
+    queued = 0
+    for start in range(0, len(jobs), chunk):
+        keys: list[str] = [QUEUE_NAME]
+        argv: list[bytes | str | int] = []
+        now = timestamp_ms()
+        for kind, incident_id, at in jobs[start : start + chunk]:
+            function, job_id, args, defer = _sla_job(kind, incident_id, at)
+            score = to_unix_ms(defer) if defer is not None else now
+            payload = serialize_job(function, args, {}, None, now, serializer=redis.job_serializer)
+            keys += [job_key_prefix + job_id, result_key_prefix + job_id]
+            argv += [job_id, score, score - now + redis.expires_extra_ms, payload]
+        queued += int(await script(keys=keys, args=argv))
+    return queued
 
 
 async def enqueue_sla_sweep(redis: ArqRedis, token: str) -> Job | None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from arq import cron
@@ -28,7 +27,9 @@ CREDIT_RETRY = timedelta(seconds=30)
 
 async def schedule(redis: ArqRedis, jobs: Iterable[SlaJob]) -> None:
     """Enqueue the follow-ups an SLA change returned (after its transaction committed)."""
-    await asyncio.gather(*(queue.enqueue_sla_job(redis, j.kind, j.incident_id, j.at) for j in jobs))
+    batch: list[tuple[str, str, datetime]] = [(j.kind, j.incident_id, j.at) for j in jobs]
+    if batch:
+        await queue.enqueue_sla_jobs(redis, batch)
 
 
 async def _finish(ctx: dict[str, Any], check: Check) -> str:

@@ -1,0 +1,160 @@
+"""Breach credits end to end: Stripe emulator, webhooks, the worker, exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from arq.connections import ArqRedis
+
+from billing import service as billing
+from billing.tables import FastTrackPurchase, ServiceCredit, Subscription
+from common.clock import frozen, utcnow
+from common.tables import OutboundEvent
+from sla.tables import SlaEvent
+from tests.billing.conftest import Deliver, Stripe
+from tests.sla.conftest import Open, ago, iso, ledger, outbound, parse
+from workers import queue, sla_jobs
+
+RunWorker = Callable[[], Awaitable[int]]
+
+
+async def _buy_fast_track(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    customer_id: str,
+    stripe_emu: Stripe,
+    deliver: Deliver,
+) -> None:
+    r = await client.post(
+        f"/v1/customers/{customer_id}/fast-track-purchases",
+        headers=headers,
+        json={"quantity": 1, "mode": "checkout"},
+    )
+    assert r.status_code == 201, r.text
+    row = await FastTrackPurchase.objects().where(FastTrackPurchase.id == r.json()["id"]).first()
+    assert row is not None and row.stripe_checkout_session_id
+    await stripe_emu.complete_checkout(row.stripe_checkout_session_id)
+    await deliver()
+
+
+async def _stripe_objects(stripe_emu: Stripe, path: str, incident_id: str) -> list[Any]:
+    """The emulator's objects made for ``incident_id`` (it serves every test of the session)."""
+    page = await stripe_emu.get(path, limit=100)
+    return [o for o in page["data"] if (o.get("metadata") or {}).get("incident_id") == incident_id]
+
+
+async def test_fast_track_quote_matches_the_incident_and_its_breach_is_refunded_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    helpdesk_headers: dict[str, str],
+    finance_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+    redis: ArqRedis,
+    run_worker: RunWorker,
+) -> None:
+    cid = customer["id"]
+    await _buy_fast_track(client, admin_headers, cid, stripe_emu, deliver)
+    url = f"/v1/customers/{cid}/entitlements/quote"
+    now = (await client.get(url, headers=helpdesk_headers, params={"priority": "p1"})).json()
+    assert now["fast_track"]["credits"] == 1
+    # Standard tier: P1 24 business hours (here: the whole week), fast-track 4 h around the clock.
+    opened_at = ago(hours=4, minutes=30).replace(microsecond=0)
+    r = await client.get(
+        url, headers=helpdesk_headers, params={"priority": "p1", "opened_at": iso(opened_at)}
+    )
+    assert r.status_code == 200, r.text
+    quote = r.json()
+    assert quote["fast_track"]["faster"] is True
+    assert parse(quote["fast_track"]["due_at"]) == opened_at + timedelta(hours=4)
+
+    plain = (await open_incident(cid, "Q-plain", "p1", opened_at=opened_at)).json()
+    fast = (await open_incident(cid, "Q-fast", "p1", opened_at=opened_at, fast_track=True)).json()
+    assert plain["due_at"] == quote["due_at"]
+    assert fast["due_at"] == quote["fast_track"]["due_at"]
+    assert fast["fast_track"] is True
+    assert fast["target"]["source"] == "fast_track"
+    # The credit is spent: a second fast-track incident is refused and nothing is opened.
+    refused = await open_incident(cid, "Q-none", "p1", fast_track=True)
+    assert refused.status_code == 422, refused.text
+
+    # Due half an hour ago: the worker breaches it and refunds the fast-track payment.
+    await run_worker()
+    body = (await client.get(f"/v1/incidents/{fast['id']}", headers=helpdesk_headers)).json()
+    assert body["sla_status"] == "breached"
+    assert body["service_credit"]["kind"] == "refund"
+    assert body["service_credit"]["status"] == "issued"
+    assert await ledger(fast["id"]) == ["opened", "breached", "escalated", "credit_issued"]
+    assert await outbound(fast["id"]) == ["sla.breached", "sla.escalated", "service_credit.issued"]
+    refunds = await _stripe_objects(stripe_emu, "/v1/refunds", fast["id"])
+    assert [r["amount"] for r in refunds] == [14900]
+
+    # Again, from every direction: the job, the sweep, billing itself.
+    assert await sla_jobs.settle_breach_credit({"redis": redis}, fast["id"]) == "stale"
+    await queue.enqueue_sla_sweep(redis, "again")
+    await run_worker()
+    again = await billing.issue_breach_credit(fast["id"])
+    assert again.id == body["service_credit"]["id"]
+    assert len(await _stripe_objects(stripe_emu, "/v1/refunds", fast["id"])) == 1
+    assert await ServiceCredit.count().where(ServiceCredit.incident_id == fast["id"]) == 1
+    r = await client.get("/v1/service-credits", headers=finance_headers)
+    assert [c["kind"] for c in r.json()["data"] if c["incident_id"] == fast["id"]] == ["refund"]
+    issued = await OutboundEvent.count().where(OutboundEvent.type == "service_credit.issued")
+    assert issued == 1
+
+
+async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    helpdesk_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+    redis: ArqRedis,
+    run_worker: RunWorker,
+) -> None:
+    cid = customer["id"]
+    r = await client.post(
+        f"/v1/customers/{cid}/subscription",
+        headers=admin_headers,
+        json={"plan": "business", "interval": "month", "mode": "checkout"},
+    )
+    assert r.status_code == 201, r.text
+    sub = await Subscription.objects().first()
+    assert sub is not None and sub.stripe_checkout_session_id
+    await stripe_emu.complete_checkout(sub.stripe_checkout_session_id)
+    await deliver()
+
+    # Business P1: 120 minutes around the clock.
+    incident = (await open_incident(cid, "PL-1", "p1")).json()
+    assert incident["tier"] == "business"
+    assert parse(incident["due_at"]) == parse(incident["opened_at"]) + timedelta(minutes=120)
+    # Three hours later (the service's clock, not arq's): the sweep finds it overdue.
+    with frozen(utcnow() + timedelta(hours=3)):
+        await queue.enqueue_sla_sweep(redis, "later")
+        await run_worker()
+    body = (await client.get(f"/v1/incidents/{incident['id']}", headers=helpdesk_headers)).json()
+    assert body["sla_status"] == "breached"
+    assert body["escalation_level"] == 2  # breached an hour ago: levels 0 min and 60 min
+    assert body["service_credit"]["kind"] == "credit_note"
+    events = (
+        await client.get(f"/v1/incidents/{incident['id']}/events", headers=helpdesk_headers)
+    ).json()["data"]
+    credit = next(e for e in events if e["type"] == "credit_issued")
+    # 5 % of the 499.00 monthly fee.
+    assert credit["data"]["service_credit"]["amount"] == {"amount": 2495, "currency": "usd"}
+    notes = await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])
+    assert [n["amount"] for n in notes] == [2495]
+
+    assert await sla_jobs.settle_breach_credit({"redis": redis}, incident["id"]) == "stale"
+    with frozen(utcnow() + timedelta(hours=3)):
+        await queue.enqueue_sla_sweep(redis, "again")
+        await run_worker()
+    assert len(await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])) == 1
+    assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
