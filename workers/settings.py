@@ -38,6 +38,8 @@ class WorkerSettings:
     on_shutdown = runtime.shutdown
     queue_name = QUEUE_NAME
     health_check_interval = 10
+    # Deadline jobs are due to the second; a short poll keeps breach lateness low.
+    poll_delay = 0.2
     health_check_key = f"{QUEUE_NAME}:health-check"
     max_jobs = 50
     job_timeout = 120
