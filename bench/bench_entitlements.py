@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1, help="uvicorn server processes")
     args = parser.parse_args()
     with setup.services():
         started = time.perf_counter()
@@ -223,7 +224,11 @@ def main() -> None:
         print(f"set-up {time.perf_counter() - started:.1f}s")
         headers = {"Authorization": f"Bearer {key}"}
         sample = random.Random(1).sample(ids, min(2000, len(ids)))
-        with setup.server() as port:
+        print(
+            f"server: {args.processes} uvicorn process(es); load: {args.connections} "
+            "keep-alive connections"
+        )
+        with setup.server(processes=args.processes) as port:
 
             def run(name: str, paths: list[str], seconds: float) -> loadgen.Result:
                 return loadgen.best(

@@ -46,6 +46,7 @@ def app() -> Any:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
     uvicorn.run(
         "bench.server:app",
@@ -56,4 +57,5 @@ if __name__ == "__main__":
         access_log=False,
         loop="uvloop",
         http="httptools",
+        workers=args.processes,
     )

@@ -66,10 +66,10 @@ async def helpdesk_key() -> str:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str] | None = None) -> Iterator[int]:
+def server(env: dict[str, str] | None = None, processes: int = 1) -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.server", "--port", str(port)],
+        [sys.executable, "-m", "bench.server", "--port", str(port), "--processes", str(processes)],
         env={
             **os.environ,
             "LOG_LEVEL": "WARNING",
