@@ -320,7 +320,7 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     secret = settings.stripe_webhook_secret or _EMULATOR_SECRET
     payload = await request.body()
     event = events.verify(payload, request.headers.get("stripe-signature"), secret)
-    fresh = await events.store(event)
+    fresh = await events.store(event, payload)
     if fresh:
         await queue.enqueue_stripe_event(state.redis, event["id"])
     return WebhookAck(received=True, duplicate=not fresh, id=event["id"])
