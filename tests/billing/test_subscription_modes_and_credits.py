@@ -246,3 +246,21 @@ async def test_finance_sees_invoices_csv_and_credit_notes(
     assert (await client.get("/v1/invoices", headers=helpdesk_headers)).status_code == 403
     bad = await client.get("/v1/invoices?from=2026-01-01T00:00:00", headers=finance_headers)
     assert bad.status_code == 422
+
+
+async def test_overage_is_billed_once_as_an_invoice_item(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+) -> None:
+    await _save_card(stripe_emu, customer, "pm_card_visa")
+    await _subscribe(client, admin_headers, customer["id"], "basic")  # 5 included, $49 over
+    for n in range(7):
+        await usage.claim_incident(customer["id"], f"inc_o{n}", utcnow(), fast_track=False)
+    assert await usage.bill_pending_overages() == 2
+    assert await usage.bill_pending_overages() == 0
+    items = await stripe_emu.get("/v1/invoiceitems", customer=customer["stripe_customer_id"])
+    mine = sorted(i["metadata"]["incident_id"] for i in items["data"])
+    assert mine == ["inc_o5", "inc_o6"]
+    assert {i["amount"] for i in items["data"]} == {4900}
