@@ -89,18 +89,23 @@ class RequestContextMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send_with_id)
         finally:
             principal = scope.get("auth")
-            access_log.info(
-                "%s %s %s",
-                scope.get("method", ""),
-                scope["path"],
-                status,
-                extra={
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "key": principal.key_id if isinstance(principal, apikeys.Principal) else None,
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):
+                self._log(scope, status, started, principal)
             request_id_var.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, started: float, principal: object) -> None:
+        access_log.info(
+            "%s %s %s",
+            scope.get("method", ""),
+            scope["path"],
+            status,
+            extra={
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "key": principal.key_id if isinstance(principal, apikeys.Principal) else None,
+            },
+        )
 
 
 class AuthMiddleware(ASGIMiddleware):
@@ -154,13 +159,12 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self.ttl_hours = ttl_hours
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope.get("method", "") != "POST":
+            await next_app(scope, receive, send)
+            return
         key = _header(scope, b"idempotency-key")
         principal = scope.get("auth")
-        if (
-            scope.get("method", "") != "POST"
-            or key is None
-            or not isinstance(principal, apikeys.Principal)
-        ):
+        if key is None or not isinstance(principal, apikeys.Principal):
             await next_app(scope, receive, send)
             return
         chunks: list[bytes] = []

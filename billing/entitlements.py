@@ -11,6 +11,7 @@ from billing.exceptions import CustomerNotFound
 from billing.tables import Customer
 from common.clock import utcnow
 from common.config import get_settings
+from common.db import engine
 from common.money import Money
 
 GRANTING = ("active", "trialing")
@@ -40,8 +41,10 @@ WHERE c.id = {customer}
 # Piccolo's raw() takes positional {} placeholders in order of appearance.
 _NOW_ORDER = tuple(token.split("}", 1)[0] for token in _NOW_SQL.split("{")[1:])
 _NOW_SQL_POSITIONAL = _NOW_SQL
-for _name in ("month_start", "month_end", "now", "customer"):
+_NOW_SQL_ASYNCPG = _NOW_SQL
+for _n, _name in enumerate(("month_start", "month_end", "now", "customer"), start=1):
     _NOW_SQL_POSITIONAL = _NOW_SQL_POSITIONAL.replace("{" + _name + "}", "{}")
+    _NOW_SQL_ASYNCPG = _NOW_SQL_ASYNCPG.replace("{" + _name + "}", f"${_n}")
 
 _HISTORY_SQL = """
 SELECT c.id AS customer_id, h.subscription_id, h.plan_id, h.status,
@@ -78,6 +81,23 @@ async def _fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
     return rows
 
 
+async def _fetch_now(customer_id: str, month: tuple[datetime, datetime], now: datetime) -> Any:
+    """The hot read straight on asyncpg (a prepared statement), unless a transaction is open."""
+    db = engine()
+    pool = db.pool
+    if pool is None or db.current_transaction.get() is not None:
+        values = {
+            "month_start": month[0],
+            "month_end": month[1],
+            "now": now,
+            "customer": customer_id,
+        }
+        rows = await _fetch(_NOW_SQL_POSITIONAL, *(values[n] for n in _NOW_ORDER))
+        return rows[0] if rows else None
+    async with pool.acquire() as conn:
+        return await conn.fetchrow(_NOW_SQL_ASYNCPG, month[0], month[1], now, customer_id)
+
+
 def _grants_plan(status: str | None, past_due_since: datetime | None, at: datetime) -> bool:
     if status in GRANTING:
         return True
@@ -107,13 +127,8 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
     if historical:
         rows = await _fetch(_HISTORY_SQL, when, customer_id)
     else:
-        values = {
-            "month_start": month_start,
-            "month_end": month_end,
-            "now": when,
-            "customer": customer_id,
-        }
-        rows = await _fetch(_NOW_SQL_POSITIONAL, *(values[n] for n in _NOW_ORDER))
+        row = await _fetch_now(customer_id, (month_start, month_end), when)
+        rows = [row] if row is not None else []
     if not rows:
         raise CustomerNotFound(f"no customer {customer_id!r}")
     state = rows[0]
