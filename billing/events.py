@@ -14,6 +14,7 @@ from billing import customers, fasttrack, subscriptions
 from billing.exceptions import InvalidEvent
 from billing.stripe_gateway import gateway
 from billing.tables import CreditNote, Customer, FastTrackPurchase, Invoice, Refund, StripeEvent
+from common import audit
 from common.audit import acting_as
 from common.clock import utcnow
 from common.db import engine
@@ -233,14 +234,31 @@ async def _mirror_invoice(obj: dict[str, Any], created: int) -> None:
         "stripe_object": obj,
         "stripe_event_created": order,
     }
+    before = (
+        None
+        if existing is None
+        else {
+            "status": existing.status,
+            "total": existing.total,
+            "amount_paid": existing.amount_paid,
+        }
+    )
     if existing is None:
-        await Invoice.insert(
-            Invoice(id=new_id("inv"), stripe_invoice_id=stripe_id, **cast(Any, values))
-        )
+        row = Invoice(id=new_id("inv"), stripe_invoice_id=stripe_id, **cast(Any, values))
+        await Invoice.insert(row)
+        invoice_id = row.id
     else:
         for name, value in values.items():
             setattr(existing, name, value)
         await existing.save()
+        invoice_id = existing.id
+    after = {
+        "status": values["status"],
+        "total": values["total"],
+        "amount_paid": values["amount_paid"],
+    }
+    if before != after:
+        await audit.record("invoice.mirrored", "invoice", invoice_id, before=before, after=after)
 
 
 _INVOICE_RANK = {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
@@ -269,6 +287,12 @@ async def _mirror_credit_note(obj: dict[str, Any]) -> None:
         await CreditNote.insert(
             CreditNote(id=new_id("cn"), stripe_credit_note_id=obj["id"], **cast(Any, values))
         )
+        await audit.record(
+            "credit_note.mirrored",
+            "credit_note",
+            obj["id"],
+            after={"amount": values["amount"], "currency": values["currency"], "invoice": invoice},
+        )
     else:
         for name, value in values.items():
             setattr(existing, name, value)
@@ -289,10 +313,11 @@ async def _mirror_refund(obj: dict[str, Any]) -> None:
         )
         customer_id = p["customer_id"] if p else None
     customer_id = customer_id or (obj.get("metadata") or {}).get("customer_id")
-    await Refund.raw(
+    inserted = await Refund.raw(
         "INSERT INTO refund (id, stripe_refund_id, stripe_payment_intent_id, customer_id,"
         " amount, currency, status, reason, created) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})"
-        " ON CONFLICT (stripe_refund_id) DO UPDATE SET status = EXCLUDED.status",
+        " ON CONFLICT (stripe_refund_id) DO UPDATE SET status = EXCLUDED.status"
+        " RETURNING (xmax = 0) AS created_now",
         new_id("rf"),
         obj["id"],
         intent,
@@ -303,6 +328,17 @@ async def _mirror_refund(obj: dict[str, Any]) -> None:
         obj.get("reason"),
         _ts(obj.get("created")) or utcnow(),
     )
+    if inserted and inserted[0]["created_now"]:
+        await audit.record(
+            "refund.mirrored",
+            "refund",
+            obj["id"],
+            after={
+                "amount": int(obj.get("amount") or 0),
+                "currency": obj.get("currency") or "usd",
+                "payment_intent": intent,
+            },
+        )
 
 
 async def pending(limit: int = 500, min_age_seconds: int = 10) -> list[tuple[str, int]]:

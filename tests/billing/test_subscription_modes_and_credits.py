@@ -11,6 +11,7 @@ import httpx
 from billing import credits, usage
 from billing.tables import FastTrackLedger, ServiceCredit
 from common.clock import utcnow
+from common.tables import AuditLog
 from tests.billing.conftest import Deliver, Stripe
 from tests.billing.test_fast_track_and_entitlements import _ent, _save_card
 
@@ -244,6 +245,9 @@ async def test_finance_sees_invoices_csv_and_credit_notes(
     notes = (await client.get("/v1/credit-notes", headers=finance_headers)).json()["data"]
     assert [n["amount"]["amount"] for n in notes] == [2495]
     assert (await client.get("/v1/invoices", headers=helpdesk_headers)).status_code == 403
+    # Money mirrored from Stripe is in the audit trail too.
+    actions = {a["action"] for a in await AuditLog.select(AuditLog.action)}
+    assert {"invoice.mirrored", "credit_note.mirrored", "service_credit.issued"} <= actions
     bad = await client.get("/v1/invoices?from=2026-01-01T00:00:00", headers=finance_headers)
     assert bad.status_code == 422
 
