@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from billing import schemas
-from billing.exceptions import CustomerConflict, CustomerNotFound
+from billing.exceptions import CustomerConflict, CustomerNotFound, NoPaymentMethod
 from billing.stripe_gateway import gateway
 from billing.tables import Customer
 from common import audit
@@ -138,6 +138,16 @@ async def saved_payment_method(row: Customer) -> str | None:
         )
         row.default_payment_method = method
     return method if isinstance(method, str) else None
+
+
+async def require_saved_payment_method(row: Customer) -> str:
+    """The saved payment method for an off-session charge, or a clear refusal."""
+    method = await saved_payment_method(row)
+    if method is None:
+        raise NoPaymentMethod(
+            "the customer has no saved payment method; use mode=checkout", field="mode"
+        )
+    return method
 
 
 async def remember_payment_method(stripe_customer_id: str, method: str, at: datetime) -> None:

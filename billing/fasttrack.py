@@ -9,7 +9,6 @@ from typing import Any
 from billing import customers, entitlements, schemas
 from billing.exceptions import (
     FastTrackUnavailable,
-    NoPaymentMethod,
     PaymentDeclined,
     PurchaseNotFound,
 )
@@ -59,11 +58,7 @@ async def purchase(
         raise InvalidRequest("the customer has no Stripe customer")
     method = None
     if data.mode == "charge_saved_method":
-        method = await customers.saved_payment_method(cust)
-        if method is None:
-            raise NoPaymentMethod(
-                "the customer has no saved payment method; use mode=checkout", field="mode"
-            )
+        method = await customers.require_saved_payment_method(cust)
     row = FastTrackPurchase(
         id=new_id("ftp"),
         customer_id=customer_id,

@@ -8,7 +8,6 @@ from typing import Any
 
 from billing import catalog, customers, schemas
 from billing.exceptions import (
-    NoPaymentMethod,
     PlanNotFound,
     SubscriptionConflict,
     SubscriptionNotFound,
@@ -138,11 +137,7 @@ async def create(customer_id: str, data: schemas.SubscriptionCreate) -> schemas.
     else:
         method = None
         if data.mode == "charge_saved_method":
-            method = await customers.saved_payment_method(cust)
-            if method is None:
-                raise NoPaymentMethod(
-                    "the customer has no saved payment method; use mode=checkout", field="mode"
-                )
+            method = await customers.require_saved_payment_method(cust)
         remote = await gateway().create_subscription(
             key=sub_id,
             stripe_customer_id=cust.stripe_customer_id,
