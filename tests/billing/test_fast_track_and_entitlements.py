@@ -30,6 +30,17 @@ async def _save_card(stripe_emu: Stripe, customer: dict[str, Any], card: str) ->
     )
 
 
+async def _buy_saved(
+    client: httpx.AsyncClient, headers: dict[str, str], cid: str, quantity: int
+) -> httpx.Response:
+    """Buy fast-track credits on the customer's saved card."""
+    return await client.post(
+        f"/v1/customers/{cid}/fast-track-purchases",
+        headers=headers,
+        json={"quantity": quantity, "mode": "charge_saved_method"},
+    )
+
+
 async def _ent(
     client: httpx.AsyncClient, headers: dict[str, str], cid: str, at: str | None = None
 ) -> dict[str, Any]:
@@ -121,11 +132,7 @@ async def test_declined_card_grants_nothing(
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_chargeDeclined")
-    r = await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases",
-        headers=helpdesk_headers,
-        json={"quantity": 2, "mode": "charge_saved_method"},
-    )
+    r = await _buy_saved(client, helpdesk_headers, cid, 2)
     assert r.status_code == 402, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
     assert "declined" in r.json()["detail"]
@@ -155,21 +162,13 @@ async def test_saved_card_paths_succeed_or_need_action(
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    r = await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases",
-        headers=helpdesk_headers,
-        json={"quantity": 2, "mode": "charge_saved_method"},
-    )
+    r = await _buy_saved(client, helpdesk_headers, cid, 2)
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "paid"
     assert (await _ent(client, helpdesk_headers, cid))["fast_track"]["credits"] == 2
     await Customer.update({Customer.default_payment_method: None}).where(Customer.id == cid)
     await _save_card(stripe_emu, customer, "pm_card_authenticationRequired")
-    r = await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases",
-        headers=helpdesk_headers,
-        json={"quantity": 1, "mode": "charge_saved_method"},
-    )
+    r = await _buy_saved(client, helpdesk_headers, cid, 1)
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "requires_action"
     assert "authentication" in r.json()["failure_reason"]
@@ -184,11 +183,7 @@ async def test_expired_credits_leave_the_balance(
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    r = await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases",
-        headers=helpdesk_headers,
-        json={"quantity": 2, "mode": "charge_saved_method"},
-    )
+    r = await _buy_saved(client, helpdesk_headers, cid, 2)
     assert r.status_code == 201
     row = await FastTrackPurchase.objects().first()
     assert row is not None and row.expires_at is not None

@@ -13,7 +13,7 @@ from billing.tables import FastTrackLedger, ServiceCredit
 from common.clock import utcnow
 from common.tables import AuditLog
 from tests.billing.conftest import Deliver, Stripe
-from tests.billing.test_fast_track_and_entitlements import _ent, _save_card
+from tests.billing.test_fast_track_and_entitlements import _buy_saved, _ent, _save_card
 
 
 async def _subscribe(
@@ -113,11 +113,7 @@ async def test_unused_fast_track_credits_are_refunded_through_stripe(
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    r = await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases",
-        headers=admin_headers,
-        json={"quantity": 3, "mode": "charge_saved_method"},
-    )
+    r = await _buy_saved(client, admin_headers, cid, 3)
     purchase = r.json()
     await usage.claim_incident(cid, "inc_ft1", utcnow(), fast_track=True)
     refund_url = f"/v1/customers/{cid}/fast-track-purchases/{purchase['id']}/refund"
@@ -191,11 +187,7 @@ async def test_breached_fast_track_incident_is_refunded_and_standard_gets_nothin
 ) -> None:
     cid = customer["id"]
     await _save_card(stripe_emu, customer, "pm_card_visa")
-    await client.post(
-        f"/v1/customers/{cid}/fast-track-purchases",
-        headers=admin_headers,
-        json={"quantity": 2, "mode": "charge_saved_method"},
-    )
+    await _buy_saved(client, admin_headers, cid, 2)
     await usage.claim_incident(cid, "inc_f1", utcnow() - timedelta(minutes=5), fast_track=True)
     await usage.claim_incident(cid, "inc_s1", utcnow(), fast_track=False)
     refund = await credits.issue_breach_credit("inc_f1")
