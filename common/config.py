@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     environment: str = "development"
     database_url: str | None = None
     redis_url: str | None = None
+    database_pool_size: int = 20
     data_dir: Path = PROJECT_ROOT / ".data"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -144,6 +145,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         environment=environment,
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+        database_pool_size=_int(env, "DATABASE_POOL_SIZE", 20, minimum=1),
         data_dir=data_dir,
         host=env.get("HOST", "127.0.0.1"),
         port=_int(env, "PORT", 8000, minimum=1),

@@ -13,6 +13,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.database_url is None
     assert settings.uses_stripe_emulator
     assert settings.rate_limit_per_minute == 600
+    assert settings.database_pool_size == 20
     assert settings.sla_warning_fractions == (0.5, 0.75, 0.9)
 
 
@@ -21,6 +22,7 @@ def test_defaults_need_no_environment() -> None:
     [
         ({"PORT": "eighty"}, "PORT must be an integer"),
         ({"PORT": "0"}, "PORT must be >= 1"),
+        ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE must be >= 1"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL must be a URL with scheme postgres"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL must be a URL"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
