@@ -115,6 +115,7 @@ class AuthMiddleware(ASGIMiddleware):
 
     def __init__(self, rate_limit_per_minute: int) -> None:
         self.rate_limit = rate_limit_per_minute
+        self.limiter = ratelimit.Limiter()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         path: str = scope["path"]
@@ -129,7 +130,7 @@ class AuthMiddleware(ASGIMiddleware):
         scope["user"] = principal
         if principal is not None and self.rate_limit > 0:
             redis = scope["litestar_app"].state.redis
-            allowed, retry_after = await ratelimit.hit(
+            allowed, retry_after = await self.limiter.hit(
                 redis, principal.key_id, self.rate_limit, time.time()
             )
             if not allowed:
