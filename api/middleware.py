@@ -16,7 +16,7 @@ from api.errors import PROBLEM_BASE, PROBLEM_JSON, Problem
 from common import apikeys, idempotency, ratelimit
 from common.audit import actor_var
 from common.errors import DomainError
-from common.ids import new_id
+from common.ids import request_id as new_request_id
 from common.logging import request_id_var
 
 access_log = logging.getLogger("api.access")
@@ -70,7 +70,7 @@ class RequestContextMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else new_id("req")
+        request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
