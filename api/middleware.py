@@ -12,6 +12,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from api.auth import allowed_roles, authorize
 from api.errors import PROBLEM_BASE, PROBLEM_JSON, Problem
 from common import apikeys, idempotency, ratelimit
 from common.audit import actor_var
@@ -22,7 +23,6 @@ from common.logging import request_id_var
 access_log = logging.getLogger("api.access")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-UNAUTHENTICATED_PREFIXES = ("/v1/stripe/webhook",)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -109,7 +109,10 @@ class RequestContextMiddleware(ASGIMiddleware):
 
 
 class AuthMiddleware(ASGIMiddleware):
-    """Resolve the bearer key into a principal and apply its rate limit; guards decide access."""
+    """Resolve the bearer key into a principal, apply its rate limit, then its role.
+
+    Operations name their roles in ``opt`` (``api.auth``); one without roles takes no key.
+    """
 
     scopes = (ScopeType.HTTP,)
 
@@ -118,8 +121,8 @@ class AuthMiddleware(ASGIMiddleware):
         self.limiter = ratelimit.Limiter()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        path: str = scope["path"]
-        if not path.startswith("/v1/") or path.startswith(UNAUTHENTICATED_PREFIXES):
+        allowed = allowed_roles(scope["route_handler"].opt)
+        if allowed is None:
             await next_app(scope, receive, send)
             return
         authorization = _header(scope, b"authorization")
@@ -130,10 +133,10 @@ class AuthMiddleware(ASGIMiddleware):
         scope["user"] = principal
         if principal is not None and self.rate_limit > 0:
             redis = scope["litestar_app"].state.redis
-            allowed, retry_after = await self.limiter.hit(
+            allowed_now, retry_after = await self.limiter.hit(
                 redis, principal.key_id, self.rate_limit, time.time()
             )
-            if not allowed:
+            if not allowed_now:
                 await send_problem(
                     send,
                     429,
@@ -143,12 +146,11 @@ class AuthMiddleware(ASGIMiddleware):
                     headers=[(b"retry-after", str(retry_after).encode())],
                 )
                 return
-        token = actor_var.set(principal.actor) if principal is not None else None
+        token = actor_var.set(authorize(principal, allowed).actor)
         try:
             await next_app(scope, receive, send)
         finally:
-            if token is not None:
-                actor_var.reset(token)
+            actor_var.reset(token)
 
 
 class IdempotencyMiddleware(ASGIMiddleware):

@@ -30,7 +30,7 @@ class AuditEntry(msgspec.Struct, frozen=True):
     "/v1/audit-log",
     operation_id="listAuditLog",
     tags=["audit"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Who changed what, newest first",
 )
 async def list_audit_log(

@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
-from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE
+from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE, PUBLIC
 from api.pagination import Limit, Page
 from billing import (
     catalog,
@@ -39,7 +39,7 @@ from workers import queue
     "/v1/plans",
     operation_id="listPlans",
     tags=["plans"],
-    guards=[ANY_ROLE],
+    opt=ANY_ROLE,
     summary="Current plan versions, with targets per priority and prices",
 )
 async def list_plans() -> Page[schemas.Plan]:
@@ -50,7 +50,7 @@ async def list_plans() -> Page[schemas.Plan]:
     "/v1/plans",
     operation_id="createPlan",
     tags=["plans"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Create a plan (its first version)",
 )
 async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
@@ -61,7 +61,7 @@ async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
     "/v1/plans/{code:str}",
     operation_id="getPlan",
     tags=["plans"],
-    guards=[ANY_ROLE],
+    opt=ANY_ROLE,
     summary="One plan: the current version, or ?version=",
 )
 async def get_plan(
@@ -75,7 +75,7 @@ async def get_plan(
     "/v1/plans/{code:str}",
     operation_id="updatePlan",
     tags=["plans"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Make a new version of the plan; subscribers stay on theirs",
 )
 async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -> schemas.Plan:
@@ -89,7 +89,7 @@ async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -
     "/v1/customers",
     operation_id="createCustomer",
     tags=["customers"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Create a customer here and in Stripe",
 )
 async def create_customer(data: JSONBody[schemas.CustomerCreate]) -> schemas.Customer:
@@ -100,7 +100,7 @@ async def create_customer(data: JSONBody[schemas.CustomerCreate]) -> schemas.Cus
     "/v1/customers",
     operation_id="listCustomers",
     tags=["customers"],
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="Customers; ?external_id= looks one up by the helpdesk's own id",
 )
 async def list_customers(
@@ -118,7 +118,7 @@ async def list_customers(
     "/v1/customers/{customer_id:str}",
     operation_id="getCustomer",
     tags=["customers"],
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="One customer",
 )
 async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
@@ -132,7 +132,7 @@ async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
     "/v1/customers/{customer_id:str}/subscription",
     operation_id="createSubscription",
     tags=["subscriptions"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing",
 )
 async def create_subscription(
@@ -145,7 +145,7 @@ async def create_subscription(
     "/v1/customers/{customer_id:str}/subscription",
     operation_id="getSubscription",
     tags=["subscriptions"],
-    guards=[HELPDESK_OR_FINANCE],
+    opt=HELPDESK_OR_FINANCE,
     summary="The current subscription",
 )
 async def get_subscription(customer_id: FromPath[str]) -> schemas.Subscription:
@@ -160,7 +160,7 @@ class ChangeRequest(schemas.SubscriptionChange, kw_only=True, forbid_unknown_fie
     "/v1/customers/{customer_id:str}/subscription/preview",
     operation_id="previewSubscriptionChange",
     tags=["subscriptions"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=HTTP_200_OK,
     summary="Proration preview of a plan or interval change (Stripe's create-preview)",
 )
@@ -175,7 +175,7 @@ async def preview_subscription_change(
     "/v1/customers/{customer_id:str}/subscription",
     operation_id="changeSubscription",
     tags=["subscriptions"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Change plan or interval, prorated; pass the preview's proration_date to match it",
 )
 async def change_subscription(
@@ -189,7 +189,7 @@ async def change_subscription(
     "/v1/customers/{customer_id:str}/subscription",
     operation_id="cancelSubscription",
     tags=["subscriptions"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=HTTP_200_OK,
     summary="Cancel at period end (default) or now (?at_period_end=false)",
 )
@@ -207,7 +207,7 @@ class PortalRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     "/v1/customers/{customer_id:str}/portal-session",
     operation_id="createPortalSession",
     tags=["subscriptions"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="A Stripe customer-portal URL (card, invoices, cancel)",
 )
 async def create_portal_session(
@@ -223,7 +223,7 @@ async def create_portal_session(
     "/v1/customers/{customer_id:str}/fast-track-purchases",
     operation_id="buyFastTrack",
     tags=["fast-track"],
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card",
 )
 async def buy_fast_track(
@@ -236,7 +236,7 @@ async def buy_fast_track(
     "/v1/customers/{customer_id:str}/fast-track-purchases",
     operation_id="listFastTrack",
     tags=["fast-track"],
-    guards=[HELPDESK_OR_FINANCE],
+    opt=HELPDESK_OR_FINANCE,
     summary="The customer's purchases",
 )
 async def list_fast_track(customer_id: FromPath[str]) -> Page[schemas.FastTrackPurchase]:
@@ -251,7 +251,7 @@ class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     "/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refund",
     operation_id="refundFastTrack",
     tags=["fast-track"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=HTTP_200_OK,
     summary="Refund unused credits of a purchase through Stripe",
 )
@@ -265,7 +265,7 @@ async def refund_fast_track(
     "/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refresh",
     operation_id="refreshFastTrack",
     tags=["fast-track"],
-    guards=[HELPDESK],
+    opt=HELPDESK,
     status_code=HTTP_200_OK,
     summary="Re-read a purchase from Stripe (after the customer returns from Checkout)",
 )
@@ -289,7 +289,7 @@ def _past(at: datetime | None, field: str = "at") -> datetime | None:
     "/v1/customers/{customer_id:str}/entitlements",
     operation_id="getEntitlement",
     tags=["entitlements"],
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="What the customer is entitled to now, or at a past ?at= (disputes)",
 )
 async def get_entitlement(
@@ -312,6 +312,7 @@ class WebhookAck(msgspec.Struct, frozen=True):
     operation_id="stripeWebhook",
     tags=["stripe"],
     security=[{}],
+    opt=PUBLIC,
     status_code=HTTP_200_OK,
     summary="Inbound Stripe events (signature-verified)",
 )
@@ -336,7 +337,7 @@ _EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator'
     "/v1/service-credits",
     operation_id="listServiceCredits",
     tags=["finance"],
-    guards=[FINANCE],
+    opt=FINANCE,
     summary="Service credits paid (or skipped) for breached incidents",
 )
 async def list_service_credits(
@@ -352,7 +353,7 @@ async def list_service_credits(
     "/v1/invoices",
     operation_id="listInvoices",
     tags=["finance"],
-    guards=[FINANCE],
+    opt=FINANCE,
     summary="The invoice mirror; filter by customer, status and creation time",
 )
 async def list_invoices(
@@ -378,7 +379,7 @@ async def list_invoices(
     "/v1/invoices/export.csv",
     operation_id="exportInvoices",
     tags=["finance"],
-    guards=[FINANCE],
+    opt=FINANCE,
     summary="The same filters, as CSV (amounts in minor units)",
     media_type="text/csv",
 )
@@ -407,7 +408,7 @@ async def export_invoices(
     "/v1/invoices/{invoice_id:str}",
     operation_id="getInvoice",
     tags=["finance"],
-    guards=[FINANCE],
+    opt=FINANCE,
     summary="One invoice (our id or Stripe's)",
 )
 async def get_invoice(invoice_id: FromPath[str]) -> finance.InvoiceView:
@@ -418,7 +419,7 @@ async def get_invoice(invoice_id: FromPath[str]) -> finance.InvoiceView:
     "/v1/credit-notes",
     operation_id="listCreditNotes",
     tags=["finance"],
-    guards=[FINANCE],
+    opt=FINANCE,
     summary="Credit notes mirrored from Stripe",
 )
 async def list_credit_notes(

@@ -41,7 +41,7 @@ async def _changed(state: State, changed: service.Changed) -> Incident:
     "/v1/incidents",
     operation_id="openIncident",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     status_code=HTTP_201_CREATED,
     summary="Open an incident (the same customer_id + external_ref returns it again, with 200)",
 )
@@ -57,7 +57,7 @@ async def open_incident(state: State, data: JSONBody[IncidentCreate]) -> Respons
     "/v1/incidents/{incident_id:str}",
     operation_id="getIncident",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="One incident with its deadline and SLA status",
 )
 async def get_incident(incident_id: FromPath[str]) -> Incident:
@@ -68,7 +68,7 @@ async def get_incident(incident_id: FromPath[str]) -> Incident:
     "/v1/incidents",
     operation_id="listIncidents",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="Incidents, newest first; filter by customer, SLA status and priority",
 )
 async def list_incidents(
@@ -92,7 +92,7 @@ async def list_incidents(
     "/v1/incidents/{incident_id:str}/first-response",
     operation_id="recordFirstResponse",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     status_code=HTTP_200_OK,
     summary="Record the first response (default now): achieved, or breached when late",
 )
@@ -107,7 +107,7 @@ async def first_response(
     "/v1/incidents/{incident_id:str}/pause",
     operation_id="pauseIncident",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     status_code=HTTP_200_OK,
     summary="Stop the SLA clock while waiting on the customer",
 )
@@ -122,7 +122,7 @@ async def pause_incident(
     "/v1/incidents/{incident_id:str}/resume",
     operation_id="resumeIncident",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     status_code=HTTP_200_OK,
     summary="Restart the SLA clock; the deadline moves out by the paused business time",
 )
@@ -136,7 +136,7 @@ async def resume_incident(
     "/v1/incidents/{incident_id:str}",
     operation_id="updateIncident",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="Change the priority; the deadline is recomputed from opened_at",
 )
 async def update_incident(
@@ -149,7 +149,7 @@ async def update_incident(
     "/v1/incidents/{incident_id:str}/resolve",
     operation_id="resolveIncident",
     tags=TAGS,
-    guards=[HELPDESK],
+    opt=HELPDESK,
     status_code=HTTP_200_OK,
     summary="Close the incident (a second resolve is a 409)",
 )
@@ -163,7 +163,7 @@ async def resolve_incident(
     "/v1/incidents/{incident_id:str}/events",
     operation_id="listIncidentEvents",
     tags=TAGS,
-    guards=[HELPDESK_OR_FINANCE],
+    opt=HELPDESK_OR_FINANCE,
     summary="The SLA event ledger of one incident, oldest first",
 )
 async def list_incident_events(
@@ -179,7 +179,7 @@ async def list_incident_events(
     "/v1/customers/{customer_id:str}/entitlements/quote",
     operation_id="quoteDeadline",
     tags=["entitlements"],
-    guards=[HELPDESK],
+    opt=HELPDESK,
     summary="The deadline an incident opened now (or at opened_at) would get, "
     "with and without fast-track, and the fast-track price",
 )

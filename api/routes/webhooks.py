@@ -115,7 +115,7 @@ def _delivery(row: tables.WebhookDelivery) -> WebhookDelivery:
     "/v1/webhook-endpoints",
     operation_id="createWebhookEndpoint",
     tags=["webhooks"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Subscribe a URL to outbound events; the response shows its signing secret once",
 )
 async def create_webhook_endpoint(
@@ -132,7 +132,7 @@ async def create_webhook_endpoint(
     "/v1/webhook-endpoints",
     operation_id="listWebhookEndpoints",
     tags=["webhooks"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="Webhook endpoints, newest first (disabled ones only when asked)",
 )
 async def list_webhook_endpoints(
@@ -150,7 +150,7 @@ async def list_webhook_endpoints(
     "/v1/webhook-endpoints/{endpoint_id:str}",
     operation_id="getWebhookEndpoint",
     tags=["webhooks"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="One webhook endpoint (without its secret)",
 )
 async def get_webhook_endpoint(endpoint_id: FromPath[str]) -> WebhookEndpoint:
@@ -161,7 +161,7 @@ async def get_webhook_endpoint(endpoint_id: FromPath[str]) -> WebhookEndpoint:
     "/v1/webhook-endpoints/{endpoint_id:str}",
     operation_id="deleteWebhookEndpoint",
     tags=["webhooks"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=200,
     summary="Disable a webhook endpoint: its waiting deliveries are canceled, no new ones made",
 )
@@ -173,7 +173,7 @@ async def delete_webhook_endpoint(endpoint_id: FromPath[str]) -> WebhookEndpoint
     "/v1/webhook-endpoints/{endpoint_id:str}/deliveries",
     operation_id="listWebhookDeliveries",
     tags=["webhooks"],
-    guards=[ADMIN],
+    opt=ADMIN,
     summary="The endpoint's delivery log, newest first",
 )
 async def list_webhook_deliveries(
@@ -190,7 +190,7 @@ async def list_webhook_deliveries(
     "/v1/webhook-endpoints/{endpoint_id:str}/deliveries/{delivery_id:str}/redeliver",
     operation_id="redeliverWebhook",
     tags=["webhooks"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=202,
     summary="Attempt a delivery again now (also a delivered or failed one)",
 )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import httpx
+from litestar.routes import HTTPRoute
 
+from api.auth import PUBLIC_OPT, allowed_roles
 from common import apikeys
+from common.config import Settings
 from common.tables import AuditLog
 
 PROBLEM = "application/problem+json"
@@ -105,9 +108,29 @@ async def test_audit_log_lists_key_creation_newest_first(
     assert [e["after"]["name"] for e in r.json()["data"]] == ["test admin"]
 
 
+def test_every_v1_operation_names_who_may_call_it(settings: Settings) -> None:
+    from api.app import create_app
+
+    public = []
+    for route in create_app(settings).routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith("/v1/"):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"}:
+                continue  # Litestar's automatic OPTIONS answer: allowed methods only
+            allowed = allowed_roles(handler.opt)
+            if allowed is None:
+                assert handler.opt.get(PUBLIC_OPT) is True, f"{route.path} declares no roles"
+                public.append(route.path)
+            else:
+                assert "admin" in allowed and allowed <= set(apikeys.ROLES), route.path
+    assert public == ["/v1/stripe/webhook"]
+
+
 async def test_request_id_is_returned_and_honoured(client: httpx.AsyncClient) -> None:
     r = await client.get("/health")
     assert r.headers["x-request-id"].startswith("req_")
+    assert (await client.get("/health")).headers["x-request-id"] != r.headers["x-request-id"]
     r = await client.get("/health", headers={"X-Request-Id": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     r = await client.get("/health", headers={"X-Request-Id": "bad id with spaces"})

@@ -29,7 +29,7 @@ class Widget(msgspec.Struct, frozen=True):
     amount: int
 
 
-@post("/v1/test-widgets", operation_id="createTestWidget", guards=[ADMIN])
+@post("/v1/test-widgets", operation_id="createTestWidget", opt=ADMIN)
 async def create_widget(data: JSONBody[WidgetCreate]) -> Widget:
     """A write with a visible effect (an audit row), standing in for any real POST."""
     row_id = await audit.record("widget.created", "widget", data.name, after=data)
