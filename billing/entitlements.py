@@ -8,7 +8,8 @@ from typing import Any
 
 from billing import catalog, schemas
 from billing.exceptions import CustomerNotFound
-from billing.tables import Customer
+from billing.tables import Customer, Subscription
+from common import outbox
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
@@ -187,6 +188,58 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
         overage_price=plan.overage_price if paid else None,
         credit_policy=plan.credit_policy if paid else None,
     )
+
+
+async def announce(
+    customer_id: str, reason: str, *, once: str | None = None, **details: Any
+) -> None:
+    """Record ``entitlement.updated`` carrying the entitlement as it now stands.
+
+    Call it inside the transaction of the change: the event commits with it or not at all.
+    """
+    await outbox.emit(
+        "entitlement.updated",
+        {
+            "customer_id": customer_id,
+            "reason": reason,
+            **details,
+            "entitlement": await entitlement(customer_id),
+        },
+        customer_id=customer_id,
+        once=once,
+    )
+
+
+async def announce_lapsed_grace() -> int:
+    """Announce each past-due subscription whose grace period ran out (once per episode).
+
+    Nothing is written when a grace period ends, so without this a helpdesk following the
+    webhooks would never hear that the customer fell back to standard.
+    """
+    grace = timedelta(days=get_settings().past_due_grace_days)
+    rows = await Subscription.select(
+        Subscription.id,
+        Subscription.customer_id,
+        Subscription.plan_code,
+        Subscription.past_due_since,
+    ).where((Subscription.status == "past_due") & (Subscription.past_due_since <= utcnow() - grace))
+    keys = {r["id"]: f"grace:{r['id']}:{r['past_due_since'].isoformat()}" for r in rows}
+    known = await outbox.recorded("entitlement.updated", keys.values())
+    announced = 0
+    for r in rows:
+        if keys[r["id"]] in known:
+            continue
+        async with engine().transaction():
+            await announce(
+                r["customer_id"],
+                "grace_period_ended",
+                once=keys[r["id"]],
+                subscription_id=r["id"],
+                previous_tier=r["plan_code"],
+                grace_ended_at=r["past_due_since"] + grace,
+            )
+        announced += 1
+    return announced
 
 
 def monthly_fee(plan: schemas.Plan, interval: str) -> Money:

@@ -217,6 +217,7 @@ async def grant(purchase_id: str, *, payment_intent: str | None) -> bool:
             },
             customer_id=row.customer_id,
         )
+        await entitlements.announce(row.customer_id, "fast_track_purchased", purchase_id=row.id)
     return True
 
 
@@ -302,17 +303,25 @@ async def expire_due() -> int:
         now,
     )
     for r in rows:
-        await FastTrackLedger.raw(
-            "INSERT INTO fast_track_ledger (id, customer_id, delta, reason, purchase_id,"
-            " dedupe_key, created_at) VALUES ({}, {}, {}, 'expiry', {}, {}, {})"
-            " ON CONFLICT (dedupe_key) DO NOTHING",
-            new_id("ftl"),
-            r["customer_id"],
-            -int(r["remaining"]),
-            r["id"],
-            f"expiry:{r['id']}",
-            r["expires_at"],
-        )
+        async with engine().transaction():
+            written = await FastTrackLedger.raw(
+                "INSERT INTO fast_track_ledger (id, customer_id, delta, reason, purchase_id,"
+                " dedupe_key, created_at) VALUES ({}, {}, {}, 'expiry', {}, {}, {})"
+                " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+                new_id("ftl"),
+                r["customer_id"],
+                -int(r["remaining"]),
+                r["id"],
+                f"expiry:{r['id']}",
+                r["expires_at"],
+            )
+            if written:
+                await entitlements.announce(
+                    r["customer_id"],
+                    "fast_track_expired",
+                    purchase_id=r["id"],
+                    expired_credits=int(r["remaining"]),
+                )
     return len(rows)
 
 
@@ -378,6 +387,9 @@ async def refund_unused(
             "fast_track_purchase",
             row.id,
             after={"quantity": qty, "refund": refund["id"], "amount": qty * row.unit_amount},
+        )
+        await entitlements.announce(
+            customer_id, "fast_track_refunded", purchase_id=row.id, refunded_credits=qty
         )
     assert row is not None
     return to_schema(row)

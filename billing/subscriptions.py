@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from billing import catalog, customers, schemas
+from billing import catalog, customers, entitlements, schemas
 from billing.exceptions import (
     PlanNotFound,
     SubscriptionConflict,
@@ -14,7 +14,7 @@ from billing.exceptions import (
 )
 from billing.stripe_gateway import StripeDict, gateway
 from billing.tables import Customer, Subscription, SubscriptionHistory
-from common import audit, outbox
+from common import audit
 from common.clock import utcnow
 from common.db import engine
 from common.errors import InvalidRequest
@@ -289,16 +289,13 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         await audit.record(
             "subscription.updated", "subscription", row.id, before=before, after=after
         )
-        await outbox.emit(
-            "entitlement.updated",
-            {
-                "customer_id": row.customer_id,
-                "subscription_id": row.id,
-                "tier": row.plan_code,
-                "plan_version": row.plan_version,
-                "subscription_status": row.status,
-            },
-            customer_id=row.customer_id,
+        await entitlements.announce(
+            row.customer_id,
+            "subscription_changed",
+            subscription_id=row.id,
+            tier=row.plan_code,
+            plan_version=row.plan_version,
+            subscription_status=row.status,
         )
     return row
 

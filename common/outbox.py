@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -22,14 +23,35 @@ EVENT_TYPES: Final = (
 )
 
 
+def _once_id(event_type: str, once: str) -> str:
+    return "evt_" + hashlib.sha256(f"{event_type}:{once}".encode()).hexdigest()[:32]
+
+
+async def recorded(event_type: str, once_keys: Iterable[str]) -> set[str]:
+    """Which of ``once_keys`` already have their event recorded."""
+    by_id = {_once_id(event_type, key): key for key in once_keys}
+    if not by_id:
+        return set()
+    rows = await OutboundEvent.select(OutboundEvent.id).where(OutboundEvent.id.is_in(list(by_id)))
+    return {by_id[r["id"]] for r in rows}
+
+
 async def emit(
-    event_type: str, data: Mapping[str, Any] | msgspec.Struct, *, customer_id: str | None
+    event_type: str,
+    data: Mapping[str, Any] | msgspec.Struct,
+    *,
+    customer_id: str | None,
+    once: str | None = None,
 ) -> str:
-    """Record an outbound event; delivery to subscribed endpoints happens in the worker."""
+    """Record an outbound event; delivery to subscribed endpoints happens in the worker.
+
+    With ``once``, the event's id derives from that key and a second emit with the same
+    key records nothing (for announcements a periodic job may make more than once).
+    """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown outbound event type {event_type!r}")
-    event_id = new_id("evt")
-    await OutboundEvent.insert(
+    event_id = new_id("evt") if once is None else _once_id(event_type, once)
+    query = OutboundEvent.insert(
         OutboundEvent(
             id=event_id,
             type=event_type,
@@ -38,4 +60,7 @@ async def emit(
             data=msgspec.json.decode(msgspec.json.encode(data)),
         )
     )
+    if once is not None:
+        query = query.on_conflict(target=OutboundEvent.id, action="DO NOTHING")
+    await query
     return event_id

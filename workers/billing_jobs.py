@@ -7,7 +7,7 @@ from typing import Any
 
 from arq import cron
 
-from billing import events, fasttrack, usage
+from billing import entitlements, events, fasttrack, usage
 from workers import queue
 
 log = logging.getLogger("workers.billing")
@@ -34,9 +34,20 @@ async def expire_fast_track(ctx: dict[str, Any]) -> int:
     return await fasttrack.expire_due()
 
 
-FUNCTIONS: list[Any] = [process_stripe_event, sweep_stripe_events, bill_overages, expire_fast_track]
+async def announce_lapsed_grace(ctx: dict[str, Any]) -> int:
+    return await entitlements.announce_lapsed_grace()
+
+
+FUNCTIONS: list[Any] = [
+    process_stripe_event,
+    sweep_stripe_events,
+    bill_overages,
+    expire_fast_track,
+    announce_lapsed_grace,
+]
 CRON_JOBS: list[Any] = [
     cron(sweep_stripe_events, second={0, 30}, unique=True),
     cron(bill_overages, second={15, 45}, unique=True),
     cron(expire_fast_track, minute={5}, second={0}, unique=True),
+    cron(announce_lapsed_grace, second={20}, unique=True),
 ]

@@ -51,6 +51,17 @@ async def _ent(
     return dict(r.json())
 
 
+async def entitlement_updates(reason: str) -> list[dict[str, Any]]:
+    """The ``entitlement.updated`` events recorded for ``reason``, oldest first."""
+    rows = (
+        await OutboundEvent.select(OutboundEvent.data)
+        .where(OutboundEvent.type == "entitlement.updated")
+        .order_by(OutboundEvent.created_at)
+        .output(load_json=True)
+    )
+    return [r["data"] for r in rows if r["data"]["reason"] == reason]
+
+
 async def test_standard_entitlement_for_a_new_customer(
     client: httpx.AsyncClient, helpdesk_headers: dict[str, str], customer: dict[str, Any]
 ) -> None:
@@ -121,6 +132,9 @@ async def test_paid_checkout_grants_exactly_n_credits_once(
     assert ent["fast_track"]["credits"] == 3
     assert await FastTrackLedger.count().where(FastTrackLedger.reason == "purchase") == 1
     assert await OutboundEvent.count().where(OutboundEvent.type == "fast_track.purchased") == 1
+    [update] = await entitlement_updates("fast_track_purchased")
+    assert update["purchase_id"] == row.id
+    assert update["entitlement"]["fast_track"]["credits"] == 3
 
 
 async def test_declined_card_grants_nothing(
@@ -195,6 +209,10 @@ async def test_expired_credits_leave_the_balance(
         assert await fasttrack.expire_due() == 1
         assert await fasttrack.expire_due() == 0
         assert (await entitlements.entitlement(cid)).fast_track.credits == 0
+    # The helpdesk hears of it once.
+    [expired] = await entitlement_updates("fast_track_expired")
+    assert (expired["purchase_id"], expired["expired_credits"]) == (row.id, 2)
+    assert expired["entitlement"]["fast_track"]["credits"] == 0
     # History still answers for the day before expiry.
     assert (
         await entitlements.entitlement(cid, row.expires_at - timedelta(days=1))
@@ -259,6 +277,60 @@ async def test_at_answers_from_history_after_an_upgrade(
     assert then["targets"]["p1"]["first_response_minutes"] == 120
     before = datetime.fromtimestamp(t0 - 60, UTC).isoformat()
     assert (await _ent(client, helpdesk_headers, customer["id"], before))["tier"] == "standard"
+    # Each change is an entitlement.updated event for the helpdesk webhooks.
+    updates = await entitlement_updates("subscription_changed")
+    assert [(u["tier"], u["customer_id"]) for u in updates] == [
+        ("business", customer["id"]),
+        ("premium", customer["id"]),
+    ]
+    assert updates[-1]["entitlement"]["targets"]["p1"]["first_response_minutes"] == 30
+
+
+async def test_quote_under_a_paid_plan_matches_the_incident_it_opens(
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    run_worker: Any,
+) -> None:
+    business = (await catalog.get_plan("business")).stripe_price_ids["month"]
+    t0 = int((utcnow() - timedelta(days=2)).timestamp())
+    await _apply(
+        client,
+        stripe_emu.secret,
+        _sub_event(
+            customer["stripe_customer_id"], business, "active", t0, "evt_q1", (t0, t0 + 30 * 86400)
+        ),
+    )
+    await run_worker()
+    opened_at = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
+    r = await client.get(
+        f"/v1/customers/{customer['id']}/entitlements/quote",
+        headers=helpdesk_headers,
+        params={"priority": "p1", "opened_at": opened_at.isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    quote = r.json()
+    # Business: P1 in 2 h around the clock; fast-track answers in 1 h for $79.
+    assert (quote["tier"], quote["plan_version"]) == ("business", 1)
+    assert datetime.fromisoformat(quote["due_at"]) == opened_at + timedelta(hours=2)
+    assert datetime.fromisoformat(quote["fast_track"]["due_at"]) == opened_at + timedelta(hours=1)
+    assert quote["fast_track"]["price"] == {"amount": 7900, "currency": "usd"}
+    assert quote["fast_track"]["faster"] is True
+    incident = await client.post(
+        "/v1/incidents",
+        headers=helpdesk_headers,
+        json={
+            "customer_id": customer["id"],
+            "external_ref": "ZD-7",
+            "priority": "p1",
+            "opened_at": opened_at.isoformat(),
+        },
+    )
+    assert incident.status_code == 201, incident.text
+    assert incident.json()["due_at"] == quote["due_at"]
+    ent = await _ent(client, helpdesk_headers, customer["id"])
+    assert ent["incidents"] == {"included": 10, "used": 1, "remaining": 9}
 
 
 async def test_past_due_keeps_the_plan_during_grace_only(
@@ -284,9 +356,18 @@ async def test_past_due_keeps_the_plan_during_grace_only(
         True,
     )
     assert ent.valid_until == datetime.fromtimestamp(t0, UTC) + timedelta(days=7)
+    assert await entitlements.announce_lapsed_grace() == 0
     with frozen(datetime.fromtimestamp(t0, UTC) + timedelta(days=7, seconds=1)):
         late = await entitlements.entitlement(customer["id"])
+        # Nothing is written when grace ends: the worker's minute job announces it, once.
+        assert await entitlements.announce_lapsed_grace() == 1
+        assert await entitlements.announce_lapsed_grace() == 0
     assert (late.tier, late.subscription_status) == ("standard", "past_due")
+    [lapsed] = await entitlement_updates("grace_period_ended")
+    assert lapsed["previous_tier"] == "business"
+    assert lapsed["entitlement"]["tier"] == "standard"
+    ended = datetime.fromisoformat(lapsed["grace_ended_at"])
+    assert ended == datetime.fromtimestamp(t0, UTC) + timedelta(days=7)
 
 
 async def test_allowance_counts_incidents_and_flags_overage(

@@ -13,7 +13,12 @@ from billing.tables import FastTrackLedger, ServiceCredit
 from common.clock import utcnow
 from common.tables import AuditLog
 from tests.billing.conftest import Deliver, Stripe
-from tests.billing.test_fast_track_and_entitlements import _buy_saved, _ent, _save_card
+from tests.billing.test_fast_track_and_entitlements import (
+    _buy_saved,
+    _ent,
+    _save_card,
+    entitlement_updates,
+)
 
 
 async def _subscribe(
@@ -126,6 +131,9 @@ async def test_unused_fast_track_credits_are_refunded_through_stripe(
     mine = [x for x in refunds if x["metadata"].get("purchase_id") == purchase["id"]]
     assert [x["amount"] for x in mine] == [2 * 14900]
     assert (await _ent(client, admin_headers, cid))["fast_track"]["credits"] == 0
+    [update] = await entitlement_updates("fast_track_refunded")
+    assert (update["purchase_id"], update["refunded_credits"]) == (purchase["id"], 2)
+    assert update["entitlement"]["fast_track"]["credits"] == 0
 
 
 async def test_premium_includes_fast_track_so_nothing_is_sold(

@@ -237,3 +237,13 @@ async def test_a_large_backlog_is_dispatched_in_batches(receiver: Receiver) -> N
     assert await WebhookDelivery.count() == 2400
     assert await OutboundEvent.count().where(OutboundEvent.dispatched_at.is_null()) == 0
     assert len(await webhooks.due_deliveries()) == 1000  # one sweep enqueues at most this many
+
+
+async def test_an_event_emitted_once_is_recorded_once(clean_db: None) -> None:
+    first = await outbox.emit("entitlement.updated", {"n": 1}, customer_id="c", once="grace:s1")
+    again = await outbox.emit("entitlement.updated", {"n": 2}, customer_id="c", once="grace:s1")
+    other = await outbox.emit("entitlement.updated", {"n": 3}, customer_id="c", once="grace:s2")
+    assert first == again != other
+    rows = await OutboundEvent.select(OutboundEvent.id, OutboundEvent.data).output(load_json=True)
+    assert sorted(r["data"]["n"] for r in rows) == [1, 3]
+    assert await outbox.recorded("entitlement.updated", ["grace:s1", "grace:s9"]) == {"grace:s1"}
