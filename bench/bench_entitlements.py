@@ -227,7 +227,7 @@ def main() -> None:
         sample = random.Random(1).sample(ids, min(2000, len(ids)))
         print(
             f"server: {args.processes} uvicorn process(es); load: {args.connections} "
-            "keep-alive connections"
+            f"keep-alive connections from {loadgen.generator()}"
         )
         with setup.server(processes=args.processes) as port:
 

@@ -230,6 +230,13 @@ class _WrkResult(Result):
         return self.p50 if q <= 0.5 else self.p99
 
 
+def generator() -> str:
+    """Which load generator ``best`` uses on this machine."""
+    import shutil
+
+    return "wrk" if shutil.which("wrk") else "the Python generator (install wrk for less noise)"
+
+
 def best(
     name: str,
     host: str,

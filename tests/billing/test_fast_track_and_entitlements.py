@@ -248,6 +248,25 @@ async def _apply(client: httpx.AsyncClient, secret: str, event: dict[str, Any]) 
     assert r.status_code == 200, r.text
 
 
+async def _subscribe_active(
+    client: httpx.AsyncClient,
+    stripe_emu: Stripe,
+    run_worker: Any,
+    customer: dict[str, Any],
+    plan: str,
+    since: timedelta,
+    event_id: str,
+) -> None:
+    """Put the customer on ``plan`` (monthly, active for ``since``) by a signed webhook."""
+    price = (await catalog.get_plan(plan)).stripe_price_ids["month"]
+    t0 = int((utcnow() - since).timestamp())
+    event = _sub_event(
+        customer["stripe_customer_id"], price, "active", t0, event_id, (t0, t0 + 30 * 86400)
+    )
+    await _apply(client, stripe_emu.secret, event)
+    await run_worker()
+
+
 async def test_at_answers_from_history_after_an_upgrade(
     client: httpx.AsyncClient,
     helpdesk_headers: dict[str, str],
@@ -293,16 +312,9 @@ async def test_quote_under_a_paid_plan_matches_the_incident_it_opens(
     stripe_emu: Stripe,
     run_worker: Any,
 ) -> None:
-    business = (await catalog.get_plan("business")).stripe_price_ids["month"]
-    t0 = int((utcnow() - timedelta(days=2)).timestamp())
-    await _apply(
-        client,
-        stripe_emu.secret,
-        _sub_event(
-            customer["stripe_customer_id"], business, "active", t0, "evt_q1", (t0, t0 + 30 * 86400)
-        ),
+    await _subscribe_active(
+        client, stripe_emu, run_worker, customer, "business", timedelta(days=2), "evt_q1"
     )
-    await run_worker()
     opened_at = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
     r = await client.get(
         f"/v1/customers/{customer['id']}/entitlements/quote",
@@ -376,16 +388,9 @@ async def test_allowance_counts_incidents_and_flags_overage(
     stripe_emu: Stripe,
     run_worker: Any,
 ) -> None:
-    basic = (await catalog.get_plan("basic")).stripe_price_ids["month"]
-    t0 = int((utcnow() - timedelta(days=1)).timestamp())
-    await _apply(
-        client,
-        stripe_emu.secret,
-        _sub_event(
-            customer["stripe_customer_id"], basic, "active", t0, "evt_al1", (t0, t0 + 30 * 86400)
-        ),
+    await _subscribe_active(
+        client, stripe_emu, run_worker, customer, "basic", timedelta(days=1), "evt_al1"
     )
-    await run_worker()
     claims = [
         await usage.claim_incident(customer["id"], f"inc_{i}", utcnow(), fast_track=False)
         for i in range(6)
