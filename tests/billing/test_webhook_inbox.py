@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,11 +18,11 @@ from hypothesis import strategies as st
 
 from billing import catalog, events
 from billing.tables import Customer, Invoice, StripeEvent, Subscription, SubscriptionHistory
+from stripe_emulator.objects import fixtures
 from tests.billing.conftest import sign
 
-FIXTURES = json.loads(
-    (Path(__file__).resolve().parents[2].parent / "shared/stripe/fixtures3.json").read_text()
-)["resources"]
+# Stripe's official example objects, as vendored for the emulator (a clean clone has them).
+FIXTURES = fixtures()
 
 
 def _event(event_type: str, obj: dict[str, Any], created: int, event_id: str) -> dict[str, Any]:
