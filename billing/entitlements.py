@@ -99,12 +99,16 @@ async def _fetch_now(customer_id: str, month: tuple[datetime, datetime], now: da
         return await conn.fetchrow(_NOW_SQL_ASYNCPG, month[0], month[1], now, customer_id)
 
 
+def grace_period() -> timedelta:
+    """How long a ``past_due`` subscription keeps its plan (``PAST_DUE_GRACE_DAYS``)."""
+    return timedelta(days=get_settings().past_due_grace_days)
+
+
 def _grants_plan(status: str | None, past_due_since: datetime | None, at: datetime) -> bool:
     if status in GRANTING:
         return True
     if status == "past_due":
-        grace = timedelta(days=get_settings().past_due_grace_days)
-        return past_due_since is None or at < past_due_since + grace
+        return past_due_since is None or at < past_due_since + grace_period()
     return False
 
 
@@ -157,7 +161,7 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
     if paid:
         valid_until = state["current_period_end"]
         if status == "past_due" and state["past_due_since"] is not None:
-            grace_end = state["past_due_since"] + timedelta(days=get_settings().past_due_grace_days)
+            grace_end = state["past_due_since"] + grace_period()
             valid_until = min(valid_until, grace_end) if valid_until else grace_end
             in_grace = True
     return schemas.Entitlement(
@@ -216,7 +220,7 @@ async def announce_lapsed_grace() -> int:
     Nothing is written when a grace period ends, so without this a helpdesk following the
     webhooks would never hear that the customer fell back to standard.
     """
-    grace = timedelta(days=get_settings().past_due_grace_days)
+    grace = grace_period()
     rows = await Subscription.select(
         Subscription.id,
         Subscription.customer_id,
