@@ -13,6 +13,7 @@ import pytest
 from billing import catalog, entitlements, fasttrack, usage
 from billing.tables import Customer, FastTrackLedger, FastTrackPurchase
 from common.clock import frozen, utcnow
+from common.config import get_settings
 from common.tables import OutboundEvent
 from tests.billing.conftest import Deliver, Stripe, sign
 from tests.billing.test_webhook_inbox import FIXTURES
@@ -217,6 +218,28 @@ async def test_expired_credits_leave_the_balance(
     assert (
         await entitlements.entitlement(cid, row.expires_at - timedelta(days=1))
     ).fast_track.credits == 2
+
+
+async def test_credit_validity_follows_fast_track_expiry_days(
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAST_TRACK_EXPIRY_DAYS", "30")
+    get_settings.cache_clear()
+    try:
+        await _save_card(stripe_emu, customer, "pm_card_visa")
+        assert (await _buy_saved(client, helpdesk_headers, customer["id"], 1)).status_code == 201
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    row = await FastTrackPurchase.objects().first()
+    assert row is not None and row.paid_at is not None and row.expires_at is not None
+    assert row.expires_at - row.paid_at == timedelta(days=30)
+    with frozen(row.paid_at + timedelta(days=31)):
+        assert (await entitlements.entitlement(customer["id"])).fast_track.credits == 0
 
 
 def _sub_event(

@@ -23,6 +23,7 @@ def test_defaults_need_no_environment() -> None:
         ({"PORT": "eighty"}, "PORT must be an integer"),
         ({"PORT": "0"}, "PORT must be >= 1"),
         ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE must be >= 1"),
+        ({"FAST_TRACK_EXPIRY_DAYS": "0"}, "FAST_TRACK_EXPIRY_DAYS must be >= 1"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL must be a URL with scheme postgres"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL must be a URL"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
