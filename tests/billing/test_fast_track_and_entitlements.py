@@ -302,9 +302,11 @@ async def test_at_answers_from_history_after_an_upgrade(
     t0 = int((utcnow() - timedelta(days=10)).timestamp())
     period = (t0, t0 + 30 * 86400)
     scus = customer["stripe_customer_id"]
+    # Applied one after the other (each event's job runs before the next arrives).
     await _apply(
         client, stripe_emu.secret, _sub_event(scus, business, "active", t0, "evt_h1", period)
     )
+    await run_worker()
     await _apply(
         client,
         stripe_emu.secret,
@@ -326,6 +328,43 @@ async def test_at_answers_from_history_after_an_upgrade(
         ("premium", customer["id"]),
     ]
     assert updates[-1]["entitlement"]["targets"]["p1"]["first_response_minutes"] == 30
+
+
+async def test_a_stale_event_fills_history_but_announces_nothing(
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    run_worker: Any,
+) -> None:
+    """The upgrade applied before the older subscribe event (jobs race for the customer).
+
+    ``entitlement.updated`` tells a helpdesk what the customer may expect *now*; the
+    older event changes only the past, so it is recorded for ``?at=`` and announced to
+    no one (announcing it would tell receivers the customer is on ``business`` again).
+    """
+    business = (await catalog.get_plan("business")).stripe_price_ids["month"]
+    premium = (await catalog.get_plan("premium")).stripe_price_ids["month"]
+    t0 = int((utcnow() - timedelta(days=10)).timestamp())
+    period = (t0, t0 + 30 * 86400)
+    scus = customer["stripe_customer_id"]
+    await _apply(
+        client,
+        stripe_emu.secret,
+        _sub_event(scus, premium, "active", t0 + 5 * 86400, "evt_s2", period),
+    )
+    await run_worker()
+    await _apply(
+        client, stripe_emu.secret, _sub_event(scus, business, "active", t0, "evt_s1", period)
+    )
+    await run_worker()
+    now = await _ent(client, helpdesk_headers, customer["id"])
+    assert (now["tier"], now["targets"]["p1"]["first_response_minutes"]) == ("premium", 30)
+    at = datetime.fromtimestamp(t0 + 86400, UTC).isoformat()
+    then = await _ent(client, helpdesk_headers, customer["id"], at)
+    assert (then["tier"], then["plan_version"]) == ("business", 1)
+    updates = await entitlement_updates("subscription_changed")
+    assert [(u["tier"], u["customer_id"]) for u in updates] == [("premium", customer["id"])]
 
 
 async def test_quote_under_a_paid_plan_matches_the_incident_it_opens(
