@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -14,13 +15,16 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import allowed_roles, authorize
 from api.errors import PROBLEM_BASE, PROBLEM_JSON, Problem
-from common import apikeys, idempotency, ratelimit
+from common import apikeys, idempotency, leases, ratelimit
 from common.audit import actor_var
 from common.errors import DomainError
 from common.ids import request_id as new_request_id
 from common.logging import request_id_var
 
 access_log = logging.getLogger("api.access")
+log = logging.getLogger("api.middleware")
+
+REQUEST_KEY_SCOPE = "support_billing.request_key"
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -189,7 +193,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
         except DomainError as e:
             status = 409 if isinstance(e, idempotency.IdempotencyInFlight) else 422
             slug = "request-in-progress" if status == 409 else "idempotency-key-reused"
-            await send_problem(send, status, slug, e.title, e.detail)
+            retry = [(b"retry-after", str(e.retry_after).encode())] if e.retry_after else None
+            await send_problem(send, status, slug, e.title, e.detail, headers=retry)
             return
         if isinstance(outcome, idempotency.StoredResponse):
             await send(
@@ -207,6 +212,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
             )
             await send({"type": "http.response.body", "body": outcome.body, "more_body": False})
             return
+        claim = outcome
+        # Services that create things in Stripe key their reservations on it, so a retry
+        # of a request that died mid-way finishes the same work instead of repeating it.
+        scope[REQUEST_KEY_SCOPE] = claim.request_key  # type: ignore[literal-required]
 
         replayed = False
 
@@ -234,12 +243,28 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, replay_body, capture)
+            async with leases.renewing(lambda: idempotency.renew(claim)):
+                await next_app(scope, replay_body, capture)
         except BaseException:
-            await idempotency.release(outcome)
+            await _settle(idempotency.release(claim))
             raise
-        # Only final answers are kept: a 5xx or 429 may succeed when retried.
-        if status >= 500 or status == 429:
-            await idempotency.release(outcome)
+        # Only final answers are kept: a 5xx, a 429 or any answer that says when to come
+        # back (a busy 409) may go differently when retried.
+        if status >= 500 or status == 429 or "retry-after" in headers:
+            await _settle(idempotency.release(claim))
         else:
-            await idempotency.complete(outcome, status, headers, b"".join(out))
+            await _settle(idempotency.complete(claim, status, headers, b"".join(out)))
+
+
+async def _settle(step: Awaitable[None]) -> None:
+    """Record how a claimed request ended; when the database is away, its lease lapses."""
+    try:
+        await step
+    except Exception as e:
+        log.warning("could not record the outcome of an idempotent request: %r", e)
+
+
+def request_key(scope: Scope) -> str | None:
+    """The ``Idempotency-Key`` identity of this request (same across its retries), if any."""
+    key = scope.get(REQUEST_KEY_SCOPE)
+    return key if isinstance(key, str) else None

@@ -210,6 +210,21 @@ class StripeGateway:
             idempotency_key=f"subscription-{key}",
         )
 
+    async def find_subscription(
+        self, stripe_customer_id: str, subscription_id: str
+    ) -> StripeDict | None:
+        """The customer's Stripe subscription made for our ``subscription_id``, if any."""
+        params: dict[str, Any] = {"customer": stripe_customer_id, "status": "all", "limit": 100}
+        while True:
+            page = await self._call(self._v1.subscriptions.list_async, params=params)
+            data = page.get("data", [])
+            for sub in data:
+                if (sub.get("metadata") or {}).get("subscription_id") == subscription_id:
+                    return cast(StripeDict, sub)
+            if not page.get("has_more") or not data:
+                return None
+            params["starting_after"] = data[-1]["id"]
+
     async def retrieve_subscription(self, stripe_subscription_id: str) -> StripeDict:
         return await self._call(self._v1.subscriptions.retrieve_async, stripe_subscription_id)
 

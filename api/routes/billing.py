@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
 from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE, PUBLIC
+from api.middleware import request_key
 from api.pagination import Limit, Page
 from billing import (
     catalog,
@@ -92,8 +93,10 @@ async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -
     opt=ADMIN,
     summary="Create a customer here and in Stripe",
 )
-async def create_customer(data: JSONBody[schemas.CustomerCreate]) -> schemas.Customer:
-    return await customers.create_customer(data)
+async def create_customer(
+    request: Request[Any, Any, State], data: JSONBody[schemas.CustomerCreate]
+) -> schemas.Customer:
+    return await customers.create_customer(data, request_key(request.scope))
 
 
 @get(
@@ -136,9 +139,11 @@ async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
     summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing",
 )
 async def create_subscription(
-    customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionCreate]
+    request: Request[Any, Any, State],
+    customer_id: FromPath[str],
+    data: JSONBody[schemas.SubscriptionCreate],
 ) -> schemas.SubscriptionCreated:
-    return await subscriptions.create(customer_id, data)
+    return await subscriptions.create(customer_id, data, request_key(request.scope))
 
 
 @get(
@@ -227,9 +232,11 @@ async def create_portal_session(
     summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card",
 )
 async def buy_fast_track(
-    customer_id: FromPath[str], data: JSONBody[schemas.FastTrackPurchaseCreate]
+    request: Request[Any, Any, State],
+    customer_id: FromPath[str],
+    data: JSONBody[schemas.FastTrackPurchaseCreate],
 ) -> schemas.FastTrackPurchase:
-    return await fasttrack.purchase(customer_id, data)
+    return await fasttrack.purchase(customer_id, data, request_key(request.scope))
 
 
 @get(
