@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -20,11 +21,14 @@ from common.audit import actor_var
 from common.errors import DomainError
 from common.ids import request_id as new_request_id
 from common.logging import request_id_var
+from workers import queue
 
 access_log = logging.getLogger("api.access")
 log = logging.getLogger("api.middleware")
 
 REQUEST_KEY_SCOPE = "support_billing.request_key"
+# How long a request waits for Redis to count it against its key's limit.
+RATE_LIMIT_TIMEOUT = 1.0
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -137,9 +141,16 @@ class AuthMiddleware(ASGIMiddleware):
         scope["user"] = principal
         if principal is not None and self.rate_limit > 0:
             redis = scope["litestar_app"].state.redis
-            allowed_now, retry_after = await self.limiter.hit(
-                redis, principal.key_id, self.rate_limit, time.time()
-            )
+            try:
+                async with asyncio.timeout(RATE_LIMIT_TIMEOUT):
+                    allowed_now, retry_after = await self.limiter.hit(
+                        redis, principal.key_id, self.rate_limit, time.time()
+                    )
+            except queue.REDIS_DOWN as e:
+                # Fail open: with Redis away the limits cannot be counted, and refusing
+                # every key would turn a Redis outage into an outage of the whole API.
+                log.warning("rate limit not applied, Redis is unavailable: %r", e)
+                allowed_now, retry_after = True, 0
             if not allowed_now:
                 await send_problem(
                     send,

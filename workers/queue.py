@@ -2,21 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
+import redis.exceptions
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job
 
+log = logging.getLogger("workers.queue")
+
 QUEUE_NAME = "support-billing"
+# How long a request waits on Redis to enqueue the follow-up of a committed write.
+AFTER_COMMIT_TIMEOUT = 2.0
+# Seconds a Redis command may take before it counts as an outage (arq uses no blocking reads).
+REDIS_SOCKET_TIMEOUT = 5.0
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    TimeoutError,
+)
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
     return RedisSettings.from_dsn(redis_url)
 
 
-async def connect(redis_url: str) -> ArqRedis:
-    return await create_pool(redis_settings(redis_url), default_queue_name=QUEUE_NAME)
+async def connect(redis_url: str, *, wait: bool = True) -> ArqRedis:
+    """A Redis pool for enqueueing; ``wait=False`` does not wait for Redis to answer.
+
+    The API connects without waiting: it must start (and serve what needs only
+    PostgreSQL) while Redis is away; redis-py connects on the first command.
+    """
+    if wait:
+        return await create_pool(redis_settings(redis_url), default_queue_name=QUEUE_NAME)
+    settings = redis_settings(redis_url)
+    pool = ArqRedis(
+        host=settings.host,
+        port=settings.port,
+        unix_socket_path=settings.unix_socket_path,
+        db=settings.database,
+        username=settings.username,
+        password=settings.password,
+        ssl=settings.ssl,
+        socket_connect_timeout=settings.conn_timeout,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        encoding="utf8",
+    )
+    pool.default_queue_name = QUEUE_NAME
+    return pool
 
 
 def _job_id(kind: str, *parts: object) -> str:
@@ -40,6 +77,22 @@ async def _enqueue(
         _queue_name=QUEUE_NAME,
         _defer_until=_defer_until(defer_until) if defer_until else None,
     )
+
+
+async def after_commit(step: Awaitable[object], what: str) -> bool:
+    """Enqueue the follow-up of a write that has committed; False when Redis is away.
+
+    The write stands either way (a committed incident is answered as created): every
+    job has a sweep that re-derives it from PostgreSQL, so Redis being down or slow
+    delays the follow-up instead of failing the request.
+    """
+    try:
+        async with asyncio.timeout(AFTER_COMMIT_TIMEOUT):
+            await step
+    except REDIS_DOWN as e:
+        log.warning("could not enqueue %s; its sweep will: %r", what, e)
+        return False
+    return True
 
 
 async def ping(redis: ArqRedis) -> bool:

@@ -330,7 +330,9 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     event = events.verify(payload, request.headers.get("stripe-signature"), secret)
     fresh = await events.store(event, payload)
     if fresh:
-        await queue.enqueue_stripe_event(state.redis, event["id"])
+        await queue.after_commit(
+            queue.enqueue_stripe_event(state.redis, event["id"]), "the Stripe event"
+        )
     return WebhookAck(received=True, duplicate=not fresh, id=event["id"])
 
 
