@@ -187,6 +187,52 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
             raise SystemExit(1)
 
 
+@main.group("credits")
+def credits_group() -> None:
+    """Service credits for breached incidents."""
+
+
+@credits_group.command("retry")
+@click.option("--failed", is_flag=True, help="Re-issue every failed service credit.")
+@click.argument("credit_ids", nargs=-1)
+def credits_retry(failed: bool, credit_ids: tuple[str, ...]) -> None:
+    """Re-issue failed service credits now (after fixing what Stripe refused); safe to repeat."""
+    if not failed and not credit_ids:
+        raise click.UsageError("name service credit ids (scr_…) or pass --failed")
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import service as billing
+        from billing.stripe_gateway import close, configure_from_settings
+        from common.audit import acting_as
+        from sla import enforcement
+
+        configure_from_settings(settings)
+
+        async def retry() -> list[tuple[str, str]]:
+            results = []
+            try:
+                with acting_as("cli:credits"):
+                    ids = list(credit_ids) or await billing.failed_credit_ids()
+                    for credit_id in ids:
+                        try:
+                            job = await enforcement.retry_credit(credit_id)
+                            done = (await enforcement.settle_credit(job.incident_id)).done
+                        except Exception as e:  # report each and go on with the rest
+                            done = f"failed: {e}"
+                        results.append((credit_id, done))
+            finally:
+                await close()
+            return results
+
+        results = _run(retry)
+        for credit_id, outcome in results:
+            click.echo(f"{credit_id}: {outcome}")
+        if not results:
+            click.echo("no failed service credits")
+        if any(o.startswith("failed") for _, o in results):
+            raise SystemExit(1)
+
+
 @keys.command("list")
 def keys_list() -> None:
     """List keys (never their secrets)."""
@@ -242,15 +288,24 @@ def api(host: str | None, port: int | None, processes: int) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run one arq worker."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 0 when this host's worker processes are healthy, 1 when not (a liveness probe).",
+)
+@click.option("--pid", type=int, default=None, help="With --check: only this worker process.")
+def worker(check: bool, pid: int | None) -> None:
+    """Run a worker process: the deadline queue and the bulk queue (Ctrl-C stops it)."""
     settings = _settings()
+    from workers import process
+
+    if check:
+        healthy, lines = process.check(settings, pid)
+        for line in lines:
+            click.echo(line)
+        raise SystemExit(0 if healthy else 1)
     with _services(settings):
-        from arq.worker import run_worker
-
-        from workers.settings import WorkerSettings
-
-        run_worker(WorkerSettings)  # type: ignore[arg-type]
+        asyncio.run(process.serve(load_settings()))
 
 
 @main.command()

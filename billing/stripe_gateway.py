@@ -114,6 +114,18 @@ class StripeGateway:
             idempotency_key=None,
         )
 
+    async def list_events(
+        self, *, created_gte: int, created_lt: int, starting_after: str | None = None
+    ) -> StripeDict:
+        """One page (newest first) of the events Stripe created in ``[gte, lt)``."""
+        params: dict[str, Any] = {
+            "created": {"gte": created_gte, "lt": created_lt},
+            "limit": 100,
+        }
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._call(self._v1.events.list_async, params=params)
+
     # ------------------------------------------------------------ catalog
 
     async def prices_by_lookup_keys(self, keys: list[str]) -> dict[str, StripeDict]:
@@ -402,6 +414,34 @@ class StripeGateway:
             },
             idempotency_key=f"credit-note-{key}",
         )
+
+    async def find_credit(
+        self,
+        *,
+        service_credit_id: str,
+        invoice: str | None = None,
+        payment_intent: str | None = None,
+    ) -> StripeDict | None:
+        """The credit note (on ``invoice``) or refund (of ``payment_intent``) made for our
+        ``service_credit_id``, if Stripe has one."""
+        if invoice is not None:
+            op, params = self._v1.credit_notes.list_async, {"invoice": invoice, "limit": 100}
+        elif payment_intent is not None:
+            op, params = (
+                self._v1.refunds.list_async,
+                {"payment_intent": payment_intent, "limit": 100},
+            )
+        else:
+            return None
+        while True:
+            page = await self._call(op, params=params)
+            data = page.get("data", [])
+            for obj in data:
+                if (obj.get("metadata") or {}).get("service_credit_id") == service_credit_id:
+                    return cast(StripeDict, obj)
+            if not page.get("has_more") or not data:
+                return None
+            params = {**params, "starting_after": data[-1]["id"]}
 
     async def invoice_item(
         self,

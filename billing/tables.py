@@ -250,6 +250,15 @@ class StripeEvent(Table, tablename="stripe_event"):
     last_error = Text(null=True, default=None)
 
 
+class StripeSyncState(Table, tablename="stripe_sync_state"):
+    """Cursors of the pulls from Stripe (``events``: every event created before
+    ``position`` is in the inbox)."""
+
+    name = Varchar(length=40, primary_key=True)
+    position = Timestamptz()
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: tuple[type[Table], ...] = (
     Plan,
     Customer,
@@ -263,4 +272,5 @@ TABLES: tuple[type[Table], ...] = (
     CreditNote,
     Refund,
     StripeEvent,
+    StripeSyncState,
 )

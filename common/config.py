@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sla_sweep_seconds: int = 5
     sla_escalation_minutes: tuple[int, ...] = (0, 60, 240)
     webhook_retry_hours: int = 24
+    stripe_catchup_seconds: int = 300
 
     @property
     def production(self) -> bool:
@@ -185,6 +186,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sla_sweep_seconds=_int(env, "SLA_SWEEP_SECONDS", 5, minimum=1),
         sla_escalation_minutes=_minutes_list(env, "SLA_ESCALATION_MINUTES", (0, 60, 240)),
         webhook_retry_hours=_int(env, "WEBHOOK_RETRY_HOURS", 24, minimum=1),
+        stripe_catchup_seconds=_int(env, "STRIPE_CATCHUP_SECONDS", 300, minimum=5),
     )
 
 

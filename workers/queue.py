@@ -14,7 +14,10 @@ from arq.jobs import Job
 
 log = logging.getLogger("workers.queue")
 
+# Bulk work: Stripe events, webhook deliveries, overage billing, housekeeping.
 QUEUE_NAME = "support-billing"
+# Deadline checks, escalations and breach credits: never behind bulk work.
+DEADLINE_QUEUE = "support-billing:deadlines"
 # How long a request waits on Redis to enqueue the follow-up of a committed write.
 AFTER_COMMIT_TIMEOUT = 2.0
 # Seconds a Redis command may take before it counts as an outage (arq uses no blocking reads).
@@ -68,13 +71,18 @@ def _defer_until(at: datetime) -> datetime:
 
 
 async def _enqueue(
-    redis: ArqRedis, function: str, job_id: str, *args: object, defer_until: datetime | None = None
+    redis: ArqRedis,
+    function: str,
+    job_id: str,
+    *args: object,
+    defer_until: datetime | None = None,
+    queue_name: str = QUEUE_NAME,
 ) -> Job | None:
     return await redis.enqueue_job(
         function,
         *args,
         _job_id=job_id,
-        _queue_name=QUEUE_NAME,
+        _queue_name=queue_name,
         _defer_until=_defer_until(defer_until) if defer_until else None,
     )
 
@@ -136,6 +144,11 @@ async def enqueue_stripe_event(redis: ArqRedis, event_id: str) -> Job | None:
     )
 
 
+async def enqueue_catch_up(redis: ArqRedis, token: str) -> Job | None:
+    """Pull missed events from Stripe now (the cron does it every STRIPE_CATCHUP_SECONDS)."""
+    return await _enqueue(redis, "catch_up_stripe_events", _job_id("catch_up_stripe_events", token))
+
+
 async def enqueue_stripe_replay(redis: ArqRedis, event_id: str, attempt: str) -> Job | None:
     return await _enqueue(
         redis, "process_stripe_event", _job_id("stripe_event", event_id, attempt), event_id
@@ -182,7 +195,9 @@ async def enqueue_sla_job(redis: ArqRedis, kind: str, incident_id: str, at: date
     """One ``sla.schemas.SlaJob``: ``check_deadline`` at a warning instant (``sla_warning``)
     or the deadline (``sla_due``), ``escalate_incident``, or ``settle_breach_credit``."""
     function, job_id, args, defer = _sla_job(kind, incident_id, at)
-    return await _enqueue(redis, function, job_id, *args, defer_until=defer)
+    return await _enqueue(
+        redis, function, job_id, *args, defer_until=defer, queue_name=DEADLINE_QUEUE
+    )
 
 
 async def enqueue_check_deadline(
@@ -232,7 +247,7 @@ async def enqueue_sla_jobs(
     script = redis.register_script(_ENQUEUE_MANY_LUA)
     queued = 0
     for start in range(0, len(jobs), chunk):
-        keys: list[str] = [QUEUE_NAME]
+        keys: list[str] = [DEADLINE_QUEUE]
         argv: list[bytes | str | int] = []
         now = timestamp_ms()
         for kind, incident_id, at in jobs[start : start + chunk]:
@@ -247,4 +262,6 @@ async def enqueue_sla_jobs(
 
 async def enqueue_sla_sweep(redis: ArqRedis, token: str) -> Job | None:
     """Run the SLA sweep now (the cron runs it every ``SLA_SWEEP_SECONDS``)."""
-    return await _enqueue(redis, "sla_sweep", _job_id("sla_sweep", token))
+    return await _enqueue(
+        redis, "sla_sweep", _job_id("sla_sweep", token), queue_name=DEADLINE_QUEUE
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
@@ -31,7 +31,11 @@ from billing import (
 from common.clock import utcnow
 from common.config import Settings
 from common.errors import InvalidRequest
+from sla import enforcement
 from workers import queue
+from workers.sla_jobs import schedule
+
+CreditStatus = Literal["pending", "issued", "skipped", "failed"]
 
 # ---------------------------------------------------------------- plans
 
@@ -351,11 +355,28 @@ _EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator'
 )
 async def list_service_credits(
     customer_id: FromQuery[str | None] = None,
+    status: FromQuery[CreditStatus | None] = None,
     limit: Limit = 20,
     starting_after: FromQuery[str | None] = None,
 ) -> Page[schemas.ServiceCreditOutcome]:
-    found, more = await credits.list_credits(customer_id, limit, starting_after)
+    found, more = await credits.list_credits(customer_id, limit, starting_after, status)
     return Page(data=found, has_more=more)
+
+
+@post(
+    "/v1/service-credits/{credit_id:str}/retry",
+    operation_id="retryServiceCredit",
+    tags=["finance"],
+    opt=ADMIN,
+    status_code=202,
+    summary="Re-issue a failed service credit (Stripe refused it past the retry policy)",
+)
+async def retry_service_credit(
+    state: State, credit_id: FromPath[str]
+) -> schemas.ServiceCreditOutcome:
+    job = await enforcement.retry_credit(credit_id)
+    await queue.after_commit(schedule(state.redis, [job]), "the service credit")
+    return await credits.get_credit(credit_id)
 
 
 @get(
@@ -467,6 +488,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     get_entitlement,
     stripe_webhook,
     list_service_credits,
+    retry_service_credit,
     list_invoices,
     export_invoices,
     get_invoice,
