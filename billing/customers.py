@@ -175,6 +175,25 @@ async def _resume(data: schemas.CustomerCreate, request_key: str | None, now: da
     return existing
 
 
+async def adopt_stripe_customer(remote: dict[str, Any]) -> bool:
+    """Finish a reserved customer from the Stripe customer made for it (by its metadata)."""
+    customer_id = (remote.get("metadata") or {}).get("customer_id")
+    if not isinstance(customer_id, str) or not isinstance(remote.get("id"), str):
+        return False
+    async with engine().transaction():
+        adopted = await Customer.raw(
+            "UPDATE customer SET stripe_customer_id = {}, stripe_lease_until = NULL,"
+            " updated_at = {} WHERE id = {} AND stripe_customer_id IS NULL RETURNING id",
+            remote["id"],
+            utcnow(),
+            customer_id,
+        )
+        if adopted:
+            row = await get_row(customer_id)
+            await audit.record("customer.created", "customer", row.id, after=to_schema(row))
+    return bool(adopted)
+
+
 async def _renew(customer_id: str) -> None:
     await Customer.update({Customer.stripe_lease_until: leases.until()}).where(
         (Customer.id == customer_id) & Customer.stripe_customer_id.is_null()

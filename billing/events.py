@@ -143,6 +143,11 @@ async def _apply(event: dict[str, Any]) -> str:
     if kind in ("refund.created", "refund.updated"):
         await _mirror_refund(obj)
         return "refund"
+    if kind == "customer.created":
+        # Ours, when its create answered nothing we could read (a reservation left
+        # waiting for a retry that never came): the reservation is finished here.
+        adopted = await customers.adopt_stripe_customer(obj)
+        return "customer" if adopted else "ignored"
     if kind == "customer.updated":
         method = (obj.get("invoice_settings") or {}).get("default_payment_method")
         if isinstance(method, str):

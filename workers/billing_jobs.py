@@ -7,7 +7,7 @@ from typing import Any
 
 from arq import cron
 
-from billing import catchup, entitlements, events, fasttrack, usage
+from billing import catchup, entitlements, events, fasttrack, reservations, usage
 from common.config import get_settings
 from common.errors import UpstreamUnavailable
 from workers import queue
@@ -71,6 +71,11 @@ async def expire_fast_track(ctx: dict[str, Any]) -> int:
 
 
 @retry_on_outage
+async def expire_abandoned_reservations(ctx: dict[str, Any]) -> int:
+    return await reservations.expire_abandoned()
+
+
+@retry_on_outage
 async def announce_lapsed_grace(ctx: dict[str, Any]) -> int:
     return await entitlements.announce_lapsed_grace()
 
@@ -82,6 +87,7 @@ FUNCTIONS: list[Any] = [
     bill_overages,
     expire_fast_track,
     announce_lapsed_grace,
+    expire_abandoned_reservations,
 ]
 CRON_JOBS: list[Any] = [
     cron(sweep_stripe_events, second={0, 30}, unique=True),
@@ -89,4 +95,5 @@ CRON_JOBS: list[Any] = [
     cron(bill_overages, second={15, 45}, unique=True),
     cron(expire_fast_track, minute={5}, second={0}, unique=True),
     cron(announce_lapsed_grace, second={20}, unique=True),
+    cron(expire_abandoned_reservations, minute={35}, second={0}, unique=True),
 ]

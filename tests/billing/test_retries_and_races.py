@@ -15,7 +15,7 @@ import httpx
 from billing import events
 from billing.tables import Customer, FastTrackLedger, FastTrackPurchase, Subscription
 from common import idempotency
-from common.clock import utcnow
+from common.clock import frozen, utcnow
 from common.ids import new_id
 from common.tables import AuditLog, IdempotencyRecord
 from tests.billing.conftest import Deliver, Stripe, sign
@@ -237,3 +237,56 @@ async def test_a_claim_whose_request_died_is_taken_over_after_its_lease(
     replay = await client.post("/v1/customers", headers=headers, json=body)
     assert replay.headers.get("idempotent-replayed") == "true"
     assert replay.json()["id"] == taken.json()["id"]
+
+
+async def test_a_create_nobody_retries_is_finished_by_stripes_event(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    seeded: list[str],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+) -> None:
+    await stripe_emu.fault(
+        method="POST", path="/v1/customers", status=500, when="after", count=_OUTLASTS_THE_SDK
+    )
+    body = {"external_id": "org-orphan", "name": "Orphan", "email": "o@x.test"}
+    assert (await client.post("/v1/customers", headers=admin_headers, json=body)).status_code == 503
+    await deliver()  # customer.created, carrying our id in its metadata
+    found = await client.get("/v1/customers?external_id=org-orphan", headers=admin_headers)
+    made = await stripe_emu.get(
+        "/v1/customers/search", query="metadata['external_id']:'org-orphan'"
+    )
+    assert [c["stripe_customer_id"] for c in found.json()["data"]] == [made["data"][0]["id"]]
+    again = await client.post("/v1/customers", headers=admin_headers, json=body)
+    assert again.status_code == 409
+    assert (
+        len(
+            (
+                await stripe_emu.get(
+                    "/v1/customers/search", query="metadata['external_id']:'org-orphan'"
+                )
+            )["data"]
+        )
+        == 1
+    )
+
+
+async def test_a_reservation_stripe_never_confirmed_is_dropped_after_three_days(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], seeded: list[str], stripe_emu: Stripe
+) -> None:
+    from billing import reservations
+
+    await stripe_emu.fault(method="POST", path="/v1/customers", status=500, count=20)
+    body = {"external_id": "org-never", "name": "Never", "email": "n@x.test"}
+    assert (await client.post("/v1/customers", headers=admin_headers, json=body)).status_code == 503
+    await stripe_emu.http.delete("/_emulator/faults")
+    kept = await client.post(
+        "/v1/customers",
+        headers=admin_headers,
+        json={"external_id": "org-kept", "name": "Kept", "email": "k@x.test"},
+    )
+    assert kept.status_code == 201
+    assert await reservations.expire_abandoned() == 0  # too young to give up on
+    with frozen(utcnow() + reservations.ABANDONED_AFTER + timedelta(minutes=1)):
+        assert await reservations.expire_abandoned() == 1
+    assert [r["external_id"] for r in await Customer.select(Customer.external_id)] == ["org-kept"]
