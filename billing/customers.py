@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from billing import schemas
+from billing import reservations, schemas
 from billing.exceptions import CustomerConflict, CustomerNotFound, NoPaymentMethod, StripeRejected
 from billing.stripe_gateway import gateway
 from billing.tables import Customer
@@ -113,7 +113,7 @@ async def create_customer(
         row = await _resume(data, request_key, now)
         if row.stripe_customer_id is not None:  # the same request, already finished
             return to_schema(row)
-    async with leases.renewing(lambda: _renew(row.id)):
+    async with reservations.held(Customer, row.id):
         try:
             remote = await gateway().create_customer(
                 customer_id=row.id, external_id=row.external_id, name=row.name, email=row.email
@@ -126,7 +126,7 @@ async def create_customer(
             raise
         except UpstreamUnavailable:
             # Unknown outcome: the row stays reserved for a retry to finish.
-            await _lapse(row.id)
+            await reservations.lapse(Customer, row.id)
             raise
     async with engine().transaction():
         await Customer.update(
@@ -159,15 +159,7 @@ async def _resume(data: schemas.CustomerCreate, request_key: str | None, now: da
         raise conflict
     if not _same_request(existing, data):
         raise conflict
-    taken = await Customer.raw(
-        "UPDATE customer SET stripe_lease_until = {} WHERE id = {}"
-        " AND stripe_customer_id IS NULL"
-        " AND (stripe_lease_until IS NULL OR stripe_lease_until <= {}) RETURNING id",
-        leases.until(now),
-        existing.id,
-        now,
-    )
-    if not taken:
+    if not await reservations.take(Customer, existing.id, now):
         raise Busy(
             f"a customer with external_id {data.external_id!r} is being created",
             retry_after=leases.retry_after(existing.stripe_lease_until, now),
@@ -192,22 +184,6 @@ async def adopt_stripe_customer(remote: dict[str, Any]) -> bool:
             row = await get_row(customer_id)
             await audit.record("customer.created", "customer", row.id, after=to_schema(row))
     return bool(adopted)
-
-
-async def _renew(customer_id: str) -> None:
-    await Customer.update({Customer.stripe_lease_until: leases.until()}).where(
-        (Customer.id == customer_id) & Customer.stripe_customer_id.is_null()
-    )
-
-
-async def _lapse(customer_id: str) -> None:
-    """Let the next request finish the create at once (the outcome here is unknown)."""
-    try:
-        await Customer.update({Customer.stripe_lease_until: utcnow()}).where(
-            (Customer.id == customer_id) & Customer.stripe_customer_id.is_null()
-        )
-    except Exception as e:  # the database is away too: the lease lapses by itself
-        log.warning("could not lapse the reservation of %s: %r", customer_id, e)
 
 
 # A reserved row whose Stripe customer is not made yet is nobody's customer so far: a

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing import customers, entitlements, schemas
+from billing import customers, entitlements, reservations, schemas
 from billing.exceptions import (
     FastTrackUnavailable,
     PaymentDeclined,
@@ -109,8 +109,7 @@ async def purchase(
             )
     metadata = {"purchase_id": row.id, "customer_id": customer_id, "kind": "fast_track"}
     gw = gateway()
-    reserved = row
-    async with leases.renewing(lambda: _renew(reserved.id)):
+    async with reservations.held(FastTrackPurchase, row.id):
         try:
             if row.mode == "checkout":
                 session = await gw.checkout_payment(
@@ -141,7 +140,8 @@ async def purchase(
             await _fail(row.id, e.detail)  # Stripe made nothing
             raise
         except UpstreamUnavailable:
-            await _lapse(row.id)  # unknown outcome: the next identical request finishes it
+            # Unknown outcome: the next identical request finishes it.
+            await reservations.lapse(FastTrackPurchase, row.id)
             raise
     if row.mode == "checkout":
         await FastTrackPurchase.update(
@@ -188,35 +188,12 @@ async def _resumable(customer_id: str, request_key: str | None) -> FastTrackPurc
     )
     if row is None or not _unsent(row):
         return row
-    taken = await FastTrackPurchase.raw(
-        "UPDATE fast_track_purchase SET stripe_lease_until = {} WHERE id = {}"
-        " AND (stripe_lease_until IS NULL OR stripe_lease_until <= {}) RETURNING id",
-        leases.until(now),
-        row.id,
-        now,
-    )
-    if not taken:
+    if not await reservations.take(FastTrackPurchase, row.id, now):
         raise Busy(
             f"fast-track purchase {row.id} is being made",
             retry_after=leases.retry_after(row.stripe_lease_until, now),
         )
     return row
-
-
-async def _renew(purchase_id: str) -> None:
-    await FastTrackPurchase.update({FastTrackPurchase.stripe_lease_until: leases.until()}).where(
-        (FastTrackPurchase.id == purchase_id) & FastTrackPurchase.stripe_lease_until.is_not_null()
-    )
-
-
-async def _lapse(purchase_id: str) -> None:
-    try:
-        await FastTrackPurchase.update({FastTrackPurchase.stripe_lease_until: utcnow()}).where(
-            (FastTrackPurchase.id == purchase_id)
-            & FastTrackPurchase.stripe_payment_intent_id.is_null()
-        )
-    except Exception as e:  # the database is away too: the lease lapses by itself
-        log.warning("could not lapse the reservation of %s: %r", purchase_id, e)
 
 
 async def _fail(purchase_id: str, reason: str) -> None:

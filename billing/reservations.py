@@ -1,22 +1,72 @@
-"""Housekeeping of reservations whose Stripe create never finished.
+"""Reservations: a row claimed before Stripe is asked to make its object.
 
-A create reserves its row before asking Stripe (see ``customers.create_customer``,
-``subscriptions.create``, ``fasttrack.purchase``). When the answer was lost and no
-retry came, Stripe's own event finishes the row if Stripe made the object (the
-webhook or the catch-up). A reservation still unfinished after ``ABANDONED_AFTER``
-made nothing in Stripe that we will ever hear of (Stripe forgets idempotency keys
-after 24 hours and has delivered or listed every event by then): it is dropped.
+A create (``customers.create_customer``, ``subscriptions.create``,
+``fasttrack.purchase``) inserts its row first with ``stripe_lease_until`` set: while
+that column is set the Stripe create is unfinished, and its value says until when the
+attempt in progress holds it (renewed while the request runs). Finishing clears it.
+An attempt whose outcome is unknown lets the lease lapse; the next identical request
+takes it over and asks Stripe again under the same idempotency key.
+
+When the answer was lost and no retry came, Stripe's own event finishes the row if
+Stripe made the object (the webhook or the catch-up). A reservation still unfinished
+after ``ABANDONED_AFTER`` made nothing in Stripe that we will ever hear of (Stripe
+forgets idempotency keys after 24 hours and has delivered or listed every event by
+then): it is dropped.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Final
 
 from billing.tables import Customer, FastTrackPurchase, Subscription
-from common import audit
+from common import audit, leases
 from common.clock import utcnow
 from common.db import engine
+
+log = logging.getLogger("billing.reservations")
+
+Reserved = type[Customer] | type[Subscription] | type[FastTrackPurchase]
+
+
+async def take(table: Reserved, row_id: str, now: datetime) -> bool:
+    """Take over an unfinished reservation whose lease lapsed; False while it is held."""
+    taken = await table.raw(
+        f"UPDATE {table._meta.tablename} SET stripe_lease_until = {{}}"  # noqa: S608 - own table
+        " WHERE id = {} AND stripe_lease_until IS NOT NULL AND stripe_lease_until <= {}"
+        " RETURNING id",
+        leases.until(now),
+        row_id,
+        now,
+    )
+    return bool(taken)
+
+
+@contextlib.asynccontextmanager
+async def held(table: Reserved, row_id: str) -> AsyncIterator[None]:
+    """Renew the reservation's lease while the block (the Stripe call) runs."""
+    column = table.stripe_lease_until
+
+    async def renew() -> None:
+        await table.update({column: leases.until()}).where(
+            (table.id == row_id) & column.is_not_null()
+        )
+
+    async with leases.renewing(renew):
+        yield
+
+
+async def lapse(table: Reserved, row_id: str) -> None:
+    """Let the next identical request finish the create at once (this outcome is unknown)."""
+    column = table.stripe_lease_until
+    try:
+        await table.update({column: utcnow()}).where((table.id == row_id) & column.is_not_null())
+    except Exception as e:  # the database is away too: the lease lapses by itself
+        log.warning("could not lapse the reservation of %s: %r", row_id, e)
+
 
 ABANDONED_AFTER: Final = timedelta(days=3)
 

@@ -226,13 +226,24 @@ class StripeGateway:
         self, stripe_customer_id: str, subscription_id: str
     ) -> StripeDict | None:
         """The customer's Stripe subscription made for our ``subscription_id``, if any."""
-        params: dict[str, Any] = {"customer": stripe_customer_id, "status": "all", "limit": 100}
+        return await self._find_by_metadata(
+            self._v1.subscriptions.list_async,
+            {"customer": stripe_customer_id, "status": "all"},
+            "subscription_id",
+            subscription_id,
+        )
+
+    async def _find_by_metadata(
+        self, op: Callable[..., Awaitable[Any]], filters: dict[str, Any], key: str, value: str
+    ) -> StripeDict | None:
+        """The first listed object whose ``metadata[key]`` is ``value``, paging to the end."""
+        params: dict[str, Any] = {**filters, "limit": 100}
         while True:
-            page = await self._call(self._v1.subscriptions.list_async, params=params)
+            page = await self._call(op, params=params)
             data = page.get("data", [])
-            for sub in data:
-                if (sub.get("metadata") or {}).get("subscription_id") == subscription_id:
-                    return cast(StripeDict, sub)
+            for obj in data:
+                if (obj.get("metadata") or {}).get(key) == value:
+                    return cast(StripeDict, obj)
             if not page.get("has_more") or not data:
                 return None
             params["starting_after"] = data[-1]["id"]
@@ -425,23 +436,12 @@ class StripeGateway:
         """The credit note (on ``invoice``) or refund (of ``payment_intent``) made for our
         ``service_credit_id``, if Stripe has one."""
         if invoice is not None:
-            op, params = self._v1.credit_notes.list_async, {"invoice": invoice, "limit": 100}
+            op, filters = self._v1.credit_notes.list_async, {"invoice": invoice}
         elif payment_intent is not None:
-            op, params = (
-                self._v1.refunds.list_async,
-                {"payment_intent": payment_intent, "limit": 100},
-            )
+            op, filters = self._v1.refunds.list_async, {"payment_intent": payment_intent}
         else:
             return None
-        while True:
-            page = await self._call(op, params=params)
-            data = page.get("data", [])
-            for obj in data:
-                if (obj.get("metadata") or {}).get("service_credit_id") == service_credit_id:
-                    return cast(StripeDict, obj)
-            if not page.get("has_more") or not data:
-                return None
-            params = {**params, "starting_after": data[-1]["id"]}
+        return await self._find_by_metadata(op, filters, "service_credit_id", service_credit_id)
 
     async def invoice_item(
         self,

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from billing import catalog, customers, entitlements, schemas
+from billing import catalog, customers, entitlements, reservations, schemas
 from billing.exceptions import (
     PaymentDeclined,
     PlanNotFound,
@@ -141,7 +141,7 @@ async def create(
     metadata = {"subscription_id": row.id, "customer_id": customer_id, "plan_id": plan.id}
     session: StripeDict | None = None
     remote: StripeDict | None = None
-    async with leases.renewing(lambda: _renew(row.id)):
+    async with reservations.held(Subscription, row.id):
         try:
             if data.mode == "checkout":
                 session = await gateway().checkout_subscription(
@@ -168,7 +168,7 @@ async def create(
             await _forget(row.id)
             raise
         except UpstreamUnavailable:
-            await _lapse(row.id)
+            await reservations.lapse(Subscription, row.id)
             raise
     async with engine().transaction():
         if session is not None:
@@ -289,22 +289,6 @@ async def _created(row: Subscription) -> schemas.SubscriptionCreated:
         session = await gateway().retrieve_checkout_session(row.stripe_checkout_session_id)
         url = session.get("url")
     return schemas.SubscriptionCreated(subscription=to_schema(row), checkout_url=url)
-
-
-async def _renew(subscription_id: str) -> None:
-    await Subscription.update({Subscription.stripe_lease_until: leases.until()}).where(
-        (Subscription.id == subscription_id) & Subscription.stripe_lease_until.is_not_null()
-    )
-
-
-async def _lapse(subscription_id: str) -> None:
-    """Let the next identical request finish the create at once (the outcome is unknown)."""
-    try:
-        await Subscription.update({Subscription.stripe_lease_until: utcnow()}).where(
-            (Subscription.id == subscription_id) & Subscription.stripe_subscription_id.is_null()
-        )
-    except Exception as e:  # the database is away too: the lease lapses by itself
-        log.warning("could not lapse the reservation of %s: %r", subscription_id, e)
 
 
 async def _forget(subscription_id: str) -> None:
