@@ -6,13 +6,15 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint typecheck pytest bench clean
+.PHONY: help install run test lint typecheck pytest bench clean reset key
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
 	@echo "             migrate, seed, then the API and a worker (Ctrl-C stops all)"
 	@echo "make test  - lint (ruff), types (mypy), tests (pytest) against real PostgreSQL/Redis"
 	@echo "make bench - the benchmarks in bench/"
+	@echo "make key ROLE=helpdesk [NAME=me] - create an API key (admin, helpdesk or finance)"
+	@echo "make reset - start from scratch: forget all data of make run (asks first)"
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -35,6 +37,14 @@ pytest: install
 	$(UV) run --frozen pytest
 
 test: lint typecheck pytest
+
+ROLE ?= admin
+NAME ?= $(USER)
+key: install
+	$(UV) run --frozen support-billing keys create --role $(ROLE) --name "$(or $(NAME),me)"
+
+reset: install
+	$(UV) run --frozen support-billing reset
 
 bench: install
 	$(UV) run --frozen python -m bench

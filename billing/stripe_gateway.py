@@ -12,6 +12,7 @@ from typing import Any, cast
 import stripe
 
 from billing.exceptions import PaymentDeclined, StripeRejected, StripeUnavailable
+from common.config import EMULATOR_API_KEY
 
 log = logging.getLogger("billing.stripe")
 
@@ -471,8 +472,6 @@ class StripeGateway:
 
 
 _gateway: StripeGateway | None = None
-
-EMULATOR_API_KEY = "sk_test_emulator"
 
 
 def configure_from_settings(settings: Any) -> None:

@@ -15,6 +15,10 @@ import msgspec
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENVIRONMENTS: Final = ("development", "test", "production")
+# The dev-only Stripe emulator's key and webhook secret: public by design, refused in
+# production (APP_ENV=production requires a real key and secret).
+EMULATOR_API_KEY: Final = "sk_test_emulator"
+EMULATOR_WEBHOOK_SECRET: Final = "whsec_emulator_dev_secret"  # noqa: S105 - public, dev only
 
 
 class ConfigError(ValueError):
@@ -59,7 +63,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def uses_stripe_emulator(self) -> bool:
-        return self.stripe_api_key is None
+        return self.stripe_api_key in (None, EMULATOR_API_KEY)
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret inbound Stripe webhooks are signed with."""
+        return self.stripe_webhook_secret or EMULATOR_WEBHOOK_SECRET
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -150,8 +159,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)")
     webhook_secret = env.get("STRIPE_WEBHOOK_SECRET") or None
     if environment == "production":
-        if stripe_key is None:
-            raise ConfigError("STRIPE_API_KEY is required when APP_ENV=production")
+        if stripe_key is None or stripe_key == EMULATOR_API_KEY:
+            raise ConfigError(
+                "STRIPE_API_KEY (a real Stripe key) is required when APP_ENV=production"
+            )
         if webhook_secret is None:
             raise ConfigError("STRIPE_WEBHOOK_SECRET is required when APP_ENV=production")
         for required in ("DATABASE_URL", "REDIS_URL"):

@@ -267,10 +267,22 @@ async def ping() -> bool:
     return bool(rows and rows[0]["ok"] == 1)
 
 
-async def run_migrations() -> None:
-    """Apply every app's pending migrations (the schema lives in migrations only)."""
+async def run_migrations() -> int:
+    """Apply every app's pending migrations (the schema lives in migrations only).
+
+    Piccolo prints a banner per app; it is kept for a failure's message and otherwise
+    summed up in one log line. Returns how many migrations ran.
+    """
+    import contextlib
+    import io
+
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    result = await run_forwards(app_name="all", migration_id="all", fake=False)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = await run_forwards(app_name="all", migration_id="all", fake=False)
     if not result.success:
-        raise RuntimeError(f"migrations failed: {result.message}")
+        raise RuntimeError(f"migrations failed: {result.message}\n{printed.getvalue()}")
+    applied = printed.getvalue().count("[forwards]... ok")
+    log.info("database schema is up to date", extra={"migrations_applied": applied})
+    return applied

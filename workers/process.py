@@ -54,7 +54,8 @@ class ServiceWorker(Worker):
         # arq sets the in-progress key for the longest job timeout + 10 s (310 s with the
         # sweep's 300 s): a job whose worker died stayed locked that long.
         self.in_progress_timeout_s = job_lease_seconds
-        self.last_poll = 0.0
+        # Counted from the start: a process that has not polled yet has not failed yet.
+        self.last_poll = time.monotonic()
 
     async def _poll_iteration(self) -> None:
         await super()._poll_iteration()
@@ -128,8 +129,9 @@ class Health:
     """What the process last knew of its dependencies and queues (monotonic seconds)."""
 
     started_at: float = field(default_factory=time.time)
-    postgres_ok_at: float = 0.0
-    redis_ok_at: float = 0.0
+    # A fresh process gets the grace period before its first checks count against it.
+    postgres_ok_at: float = field(default_factory=time.monotonic)
+    redis_ok_at: float = field(default_factory=time.monotonic)
     postgres_error: str | None = None
     redis_error: str | None = None
     workers: list[ServiceWorker] = field(default_factory=list)

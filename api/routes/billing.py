@@ -329,7 +329,7 @@ class WebhookAck(msgspec.Struct, frozen=True):
 )
 async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookAck:
     settings: Settings = state.settings
-    secret = settings.stripe_webhook_secret or _EMULATOR_SECRET
+    secret = settings.webhook_secret
     payload = await request.body()
     event = events.verify(payload, request.headers.get("stripe-signature"), secret)
     fresh = await events.store(event, payload)
@@ -338,9 +338,6 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
             queue.enqueue_stripe_event(state.redis, event["id"]), "the Stripe event"
         )
     return WebhookAck(received=True, duplicate=not fresh, id=event["id"])
-
-
-_EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator's public secret
 
 
 # ---------------------------------------------------------------- finance
