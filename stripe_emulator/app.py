@@ -74,5 +74,10 @@ async def _read(scope: Scope, receive: Receive) -> Request:
     )
 
 
-def create_app(webhook_url: str | None = None, webhook_secret: str = DEFAULT_WEBHOOK_SECRET) -> App:
-    return App(Emulator(webhook_url, webhook_secret))
+def create_app(
+    webhook_url: str | None = None,
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+    *,
+    check_shapes: bool = False,
+) -> App:
+    return App(Emulator(webhook_url, webhook_secret, check_shapes=check_shapes))

@@ -65,6 +65,14 @@ async def dump_state(emulator: Emulator, body: dict[str, Any], query: dict[str, 
     }
 
 
+@control("GET", "/shapes")
+async def shapes(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) -> Any:
+    """Responses and events checked against Stripe's types, and the differences found."""
+    if emulator.shapes is None:
+        raise invalid("Shape checking is off (start the emulator with check_shapes=True).")
+    return emulator.shapes.to_json()
+
+
 @control("GET", "/faults")
 async def list_faults(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) -> Any:
     return {"data": [f.to_json() for f in emulator.faults.rules]}

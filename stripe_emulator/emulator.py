@@ -29,6 +29,7 @@ from stripe_emulator.forms import Params, decode_body, decode_query
 from stripe_emulator.idempotency import IdempotencyStore
 from stripe_emulator.ids import new_id
 from stripe_emulator.routing import Route, call, resolve
+from stripe_emulator.shapes import ShapeLog
 from stripe_emulator.state import RequestInfo, State
 from stripe_emulator.webhooks import WebhookDispatcher
 
@@ -75,9 +76,17 @@ class Emulator:
     """One emulator: the Stripe state plus the machinery around the API."""
 
     def __init__(
-        self, webhook_url: str | None = None, webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+        self,
+        webhook_url: str | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+        *,
+        check_shapes: bool = False,
     ) -> None:
         self.state = State(webhook_url, webhook_secret)
+        # Tests compare every response and event with Stripe's types (`reference.py`).
+        self.shapes = ShapeLog() if check_shapes else None
+        if self.shapes is not None:
+            self.state.listeners.append(self.shapes.event)
         self.webhooks = WebhookDispatcher(self.state)
         self.faults = Faults()
         self.idempotency = IdempotencyStore()
@@ -89,6 +98,8 @@ class Emulator:
         self.faults.clear()
         self.idempotency.clear()
         self.requests = []
+        if self.shapes is not None:
+            self.shapes.clear()
 
     # -- the API pipeline ------------------------------------------------------------
 
@@ -180,7 +191,10 @@ class Emulator:
         try:
             result = call(found, state, Params(params))
             expand = [str(p) for p in Params(params).array("expand")]
-            return Response.json(200, render(state, result, expand))
+            body = render(state, result, expand)
+            if self.shapes is not None:
+                self.shapes.response(found[0].method, found[0].template, body)
+            return Response.json(200, body)
         except StripeError as e:
             return Response.error(e)
         except Exception:

@@ -59,9 +59,14 @@ def start_emulator(
     webhook_url: str | None = None,
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     host: str = "127.0.0.1",
+    *,
+    check_shapes: bool = False,
 ) -> RunningEmulator:
-    """Serve a fresh emulator on `host:port` (0 = any free port) from a daemon thread."""
-    app = create_app(webhook_url, webhook_secret)
+    """Serve a fresh emulator on `host:port` (0 = any free port) from a daemon thread.
+
+    `check_shapes`: compare every response and event with Stripe's types (`.emulator.shapes`).
+    """
+    app = create_app(webhook_url, webhook_secret, check_shapes=check_shapes)
     # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it
     # Nagle's algorithm holds back the response body ~40 ms behind the headers.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
