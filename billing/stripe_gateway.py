@@ -229,7 +229,7 @@ class StripeGateway:
             "proration_behavior": "always_invoice",
         }
         if reset_anchor:
-            details["billing_cycle_anchor"] = "now"
+            details["billing_cycle_anchor"] = {"type": "now"}
         return await self._call(
             self._v1.invoices.create_preview_async,
             params={
@@ -258,7 +258,7 @@ class StripeGateway:
             "cancel_at_period_end": False,
         }
         if reset_anchor:
-            params["billing_cycle_anchor"] = "now"
+            params["billing_cycle_anchor"] = {"type": "now"}
         return await self._call(
             self._v1.subscriptions.update_async,
             stripe_subscription_id,

@@ -28,6 +28,7 @@ from stripe_emulator.faults import Fault, Faults
 from stripe_emulator.forms import Params, decode_body, decode_query
 from stripe_emulator.idempotency import IdempotencyStore
 from stripe_emulator.ids import new_id
+from stripe_emulator.reference import check_expand, check_params, endpoint
 from stripe_emulator.routing import Route, call, resolve
 from stripe_emulator.shapes import ShapeLog
 from stripe_emulator.state import RequestInfo, State
@@ -39,6 +40,30 @@ DEFAULT_WEBHOOK_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - public dev 
 KEY_PREFIXES = ("sk_test_", "rk_test_")
 LOG_LIMIT = 50_000  # request log entries kept in a long dev session
 _BUG = StripeError(500, "api_error", "The Stripe emulator failed on this request (see its log).")
+
+_TEXT = {"type": "string"}
+_NUMBER = {"type": "number"}
+_EXPAND = {"type": "array", "items": _TEXT}
+
+
+def _helper(**properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {**properties, "expand": _EXPAND},
+        "additionalProperties": False,
+    }
+
+
+# The emulator's own test helpers (Stripe has no such endpoints, so no reference for them).
+HELPER_PARAMS: dict[str, dict[str, Any]] = {
+    "/v1/test_helpers/advance_clock": _helper(seconds=_NUMBER, frozen_time=_NUMBER),
+    "/v1/test_helpers/checkout/sessions/{session_id}/complete": _helper(
+        outcome={"enum": ["paid", "declined"]}, payment_method=_TEXT
+    ),
+    "/v1/test_helpers/payment_intents/{pi_id}/authenticate": _helper(
+        outcome={"enum": ["succeeded", "failed"]}
+    ),
+}
 
 
 @dataclass
@@ -156,6 +181,7 @@ class Emulator:
                 f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
             )
+        _validate(found[0], params)
         endpoint = f"{request.method} {request.path}"
         stored = self.idempotency.lookup(key, endpoint, params) if key else None
         if stored is not None:
@@ -202,6 +228,20 @@ class Emulator:
             return Response.error(_BUG)
         finally:
             state.request = RequestInfo()
+
+
+def _validate(found: Route, params: dict[str, Any]) -> None:
+    """Stripe's 400 for a parameter or `expand[]` path the pinned API version does not accept.
+
+    Checked before idempotency, as on Stripe: a request that fails validation stores nothing.
+    """
+    reference = endpoint(found.method, found.template)
+    schema = reference["params"] if reference else HELPER_PARAMS[found.template]
+    check_params(schema, params)
+    if reference is not None:
+        expand = params.get("expand")
+        if isinstance(expand, list):
+            check_expand(reference["response"], [str(p) for p in expand])
 
 
 async def _stall(fault: Fault) -> None:

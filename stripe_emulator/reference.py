@@ -85,16 +85,16 @@ def _param(schema: Schema, value: Any, name: str) -> None:
     schema = resolve(schema)
     options = schema.get("anyOf")
     if options is not None:
-        errors: list[StripeError] = []
+        errors: list[tuple[int, StripeError]] = []
         for option in options:
             try:
                 _param(option, value, name)
                 return
             except StripeError as e:
-                errors.append(e)
-        # The most telling failure: an unknown key inside the one object option, else the first.
-        errors.sort(key=lambda e: 0 if e.code == "parameter_unknown" else 1)
-        raise errors[0]
+                # The most telling failure is the one of the option shaped like the value.
+                errors.append((0 if _param_kind(resolve(option)) == _param_kind(value) else 1, e))
+        errors.sort(key=lambda pair: pair[0])
+        raise errors[0][1]
     if value == "" and not _accepts_empty(schema):
         raise invalid(
             f"You passed an empty string for '{name}'. We assume empty values are an attempt to "
@@ -106,7 +106,7 @@ def _param(schema: Schema, value: Any, name: str) -> None:
     if "enum" in schema or "const" in schema:
         allowed = schema.get("enum", [schema.get("const")])
         if _form(value) not in [_form(a) for a in allowed]:
-            shown = ", ".join(str(a) for a in allowed)
+            shown = ", ".join(str(a) for a in allowed[:20]) + (", …" if len(allowed) > 20 else "")
             raise invalid(f"Invalid {name}: must be one of {shown}", param=name)
         return
     kind = schema.get("type")
@@ -154,7 +154,17 @@ def _param_object(schema: Schema, value: Any, name: str) -> None:
 
 
 def _accepts_empty(schema: Schema) -> bool:
-    return "" in schema.get("enum", []) or schema.get("const") == ""
+    # `null` in the SDK's types is sent as an empty string: "unset this".
+    return "" in schema.get("enum", []) or schema.get("const") == "" or schema.get("type") == "null"
+
+
+def _param_kind(value_or_schema: Any) -> str:
+    if isinstance(value_or_schema, dict) and ("type" in value_or_schema or "enum" in value_or_schema):
+        kind = value_or_schema.get("type")
+        return "object" if kind == "object" else "array" if kind == "array" else "scalar"
+    if isinstance(value_or_schema, dict):
+        return "object"
+    return "array" if isinstance(value_or_schema, list) else "scalar"
 
 
 def _form(value: Any) -> str:

@@ -501,7 +501,7 @@ def plan_change(state: State, sub: Obj, p: Params) -> Change:
             f"({start} - {end}).",
             param=p.name("proration_date"),
         )
-    anchor = p.choice("billing_cycle_anchor", ("now", "unchanged"), "unchanged")
+    anchor = anchor_behavior(p)
     # A new interval, or `billing_cycle_anchor=now`, starts a new period now, billed at once.
     resets = anchor == "now" or _cadence(new[0].price) != _cadence(old[0].price)
     prorations: list[ProrationLine] = []
@@ -515,6 +515,13 @@ def plan_change(state: State, sub: Obj, p: Params) -> Change:
             charge_remaining=not resets,
         )
     return Change(old, new, behavior, proration_date, resets, prorations)
+
+
+def anchor_behavior(p: Params, default: str = "unchanged") -> str:
+    """`billing_cycle_anchor[type]=now|unchanged` (an object since 2026: `{"type": "now"}`)."""
+    if not p.has("billing_cycle_anchor"):
+        return default
+    return p.sub("billing_cycle_anchor").choice("type", ("now", "unchanged"), default) or default
 
 
 def _new_period(sub: Obj, now: int) -> tuple[int, int]:
@@ -786,7 +793,7 @@ def resume_subscription(state: State, p: Params, sub_id: str) -> Obj:
         )
     before = snapshot(sub)
     now = state.now()
-    anchor = p.choice("billing_cycle_anchor", ("now", "unchanged"), "now")
+    anchor = anchor_behavior(p, "now")
     if anchor == "now":
         _set_period(sub, *_new_period(sub, now))
         sub["billing_cycle_anchor"] = now

@@ -131,7 +131,7 @@ async def test_webhook_endpoints_created_through_the_api_receive_their_events(
     receiver: Receiver,
 ) -> None:
     endpoint = await client.v1.webhook_endpoints.create_async(
-        params={"url": receiver.url, "enabled_events": ["invoice.*", "customer.created"]}
+        params={"url": receiver.url, "enabled_events": ["invoice.created", "customer.created"]}
     )
     assert endpoint.secret == emulator.webhook_secret
     await client.v1.customers.create_async(params={"email": "a@example.com"})
