@@ -237,11 +237,10 @@ def _validate(found: Route, params: dict[str, Any]) -> None:
     """
     reference = endpoint(found.method, found.template)
     schema = reference["params"] if reference else HELPER_PARAMS[found.template]
+    expand = params.get("expand")
+    if reference is not None and isinstance(expand, list):
+        check_expand(reference["response"], [str(p) for p in expand])
     check_params(schema, params)
-    if reference is not None:
-        expand = params.get("expand")
-        if isinstance(expand, list):
-            check_expand(reference["response"], [str(p) for p in expand])
 
 
 async def _stall(fault: Fault) -> None:
