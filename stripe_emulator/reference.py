@@ -56,9 +56,7 @@ def _event_types() -> frozenset[str]:
 
 @cache
 def _resource_names() -> frozenset[str]:
-    return frozenset(
-        ref["$ref"] for refs in reference()["objects"].values() for ref in refs
-    )
+    return frozenset(ref["$ref"] for refs in reference()["objects"].values() for ref in refs)
 
 
 def resolve(schema: Schema) -> Schema:
@@ -121,18 +119,15 @@ def _param(schema: Schema, value: Any, name: str) -> None:
             _param(schema["items"], item, _name(name, i))
     elif kind == "number":
         if isinstance(value, bool) or not re.fullmatch(r"-?\d+(\.\d+)?", str(value)):
-            raise invalid(
-                f"Invalid integer: {value}", param=name, code="parameter_invalid_integer"
-            )
+            raise invalid(f"Invalid integer: {value}", param=name, code="parameter_invalid_integer")
     elif kind == "boolean":
         if _form(value) not in ("true", "false"):
             raise invalid(f"Invalid boolean: {value}", param=name)
     elif kind == "string":
         if isinstance(value, dict | list):
             raise invalid(f"Invalid string: {name}", param=name)
-    elif kind == "null":
-        if value is not None and value != "":
-            raise invalid(f"Invalid {name}", param=name)
+    elif kind == "null" and value is not None and value != "":
+        raise invalid(f"Invalid {name}", param=name)
 
 
 def _param_object(schema: Schema, value: Any, name: str) -> None:
@@ -145,7 +140,9 @@ def _param_object(schema: Schema, value: Any, name: str) -> None:
             _param(properties[key], item, _name(name, key))
         elif extra is False:
             full = _name(name, key)
-            raise invalid(f"Received unknown parameter: {full}", param=full, code="parameter_unknown")
+            raise invalid(
+                f"Received unknown parameter: {full}", param=full, code="parameter_unknown"
+            )
         elif extra is not True and extra:
             _param(extra, item, _name(name, key))
     for key in schema.get("required", []):
@@ -159,7 +156,9 @@ def _accepts_empty(schema: Schema) -> bool:
 
 
 def _param_kind(value_or_schema: Any) -> str:
-    if isinstance(value_or_schema, dict) and ("type" in value_or_schema or "enum" in value_or_schema):
+    if isinstance(value_or_schema, dict) and (
+        "type" in value_or_schema or "enum" in value_or_schema
+    ):
         kind = value_or_schema.get("type")
         return "object" if kind == "object" else "array" if kind == "array" else "scalar"
     if isinstance(value_or_schema, dict):
@@ -203,7 +202,7 @@ def _expandable(schema: Schema, parts: list[str]) -> bool:
 
 def expansion_target(field: Schema, *, optional: bool) -> Schema | None:
     """What an expandable (`string | Object`) or includable (optional list) field becomes."""
-    options = field.get("anyOf", [])
+    options: list[Schema] = field.get("anyOf", [])
     if any(o.get("type") == "string" for o in options):
         for option in options:
             if "x-unchecked" in option or option.get("$ref") in _resource_names():

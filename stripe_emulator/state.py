@@ -8,6 +8,7 @@ from typing import Any
 
 import stripe
 
+from stripe_emulator import reference
 from stripe_emulator.clock import Clock
 from stripe_emulator.errors import invalid, no_such
 from stripe_emulator.forms import Params
@@ -88,6 +89,8 @@ class State:
 
     def emit(self, type_: str, obj: Obj, previous: Obj | None = None) -> Obj:
         """Record an event with a snapshot of `obj` now and tell the webhook dispatcher."""
+        if not reference.is_event_type(type_):
+            raise ValueError(f"{type_!r} is not a Stripe event type for {self.api_version}")
         data: Obj = {"object": public(obj)}
         if previous:
             data["previous_attributes"] = public(previous)

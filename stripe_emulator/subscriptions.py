@@ -394,7 +394,13 @@ def start_subscription(state: State, new: NewSubscription) -> Obj:
         status=status,
         trial_end=trial_end,
         trial_start=now if trial_end else None,
-        trial_settings={"end_behavior": {"missing_payment_method": new.trial_end_behavior}},
+        trial_settings={
+            # `billing_cycle_anchor` unset means `now`: a trial's end starts the cycle.
+            "end_behavior": {
+                "billing_cycle_anchor": None,
+                "missing_payment_method": new.trial_end_behavior,
+            }
+        },
     )
     sub["_period_index"] = 0
     invoice = _subscription_invoice(
@@ -905,7 +911,7 @@ def _expire(state: State, sub: Obj) -> None:
     before = snapshot(sub)
     sub["status"] = "incomplete_expired"
     sub["ended_at"] = state.now()
-    for invoice in list_filter(state.all("invoice"), subscription=sub["id"], status="open"):
+    for invoice in list_filter(state.all("invoice"), _subscription=sub["id"], status="open"):
         void(state, invoice)
     state.emit_update("customer.subscription.updated", sub, before)
 

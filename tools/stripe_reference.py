@@ -738,9 +738,7 @@ def _deduplicated(reference: dict[str, Any]) -> dict[str, Any]:
 
 def _rename(node: Any, alias: dict[str, str]) -> Any:
     if isinstance(node, dict):
-        return {
-            k: alias.get(v, v) if k == "$ref" else _rename(v, alias) for k, v in node.items()
-        }
+        return {k: alias.get(v, v) if k == "$ref" else _rename(v, alias) for k, v in node.items()}
     if isinstance(node, list):
         return [_rename(v, alias) for v in node]
     return node
@@ -814,7 +812,9 @@ def _dump(reference: dict[str, Any]) -> str:
             items = list(value.items())
             for m, (key, item) in enumerate(items):
                 inner = "," if m < len(items) - 1 else ""
-                lines.append(f"  {json.dumps(key)}: {json.dumps(item, separators=(',', ':'))}{inner}")
+                lines.append(
+                    f"  {json.dumps(key)}: {json.dumps(item, separators=(',', ':'))}{inner}"
+                )
             lines.append("}" + comma)
         else:
             lines.append(f"{json.dumps(section)}: {json.dumps(value)}{comma}")

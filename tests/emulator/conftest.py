@@ -16,8 +16,18 @@ from .helpers import make_client
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[RunningEmulator]:
-    with start_emulator() as running:
+    # Every response and event of these tests is compared with Stripe's types.
+    with start_emulator(check_shapes=True) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_shape_differences(emulator: RunningEmulator) -> Iterator[None]:
+    """Fail a test whose responses or events differ from Stripe's for the pinned version."""
+    shapes = emulator.emulator.shapes
+    assert shapes is not None
+    yield
+    assert shapes.differences == []
 
 
 @pytest.fixture
