@@ -670,10 +670,9 @@ def new_invoice_item(
         net_amount=amount,
         parent=(
             {
-                "subscription_details": {
-                    "subscription": subscription,
-                    "subscription_item": subscription_item,
-                },
+                # Stripe omits `subscription_item` when the item is not about one.
+                "subscription_details": {"subscription": subscription}
+                | ({"subscription_item": subscription_item} if subscription_item else {}),
                 "type": "subscription_details",
             }
             if subscription

@@ -143,7 +143,7 @@ NEUTRAL: dict[str, Obj] = {
         "shipping_address_collection": None,
         "shipping_cost": None,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted",
+        "ui_mode": "hosted_page",
         "wallet_options": None,
     },
     "item": {"adjustable_quantity": None},
