@@ -142,6 +142,7 @@ async def _tour_of_the_gateway(gw: StripeGateway, raw: httpx.AsyncClient) -> set
     completed = await call("retrieve_checkout_session", session["id"])
     sub = await call("retrieve_subscription", completed["subscription"])
     saved = sub["default_payment_method"]
+    assert [c["id"] for c in await call("card_payment_methods", customer["id"])] == [saved]
     item = sub["items"]["data"][0]["id"]
     for reset in (False, True):
         await call(
