@@ -32,6 +32,7 @@ from stripe_emulator.reference import check_expand, check_params, endpoint
 from stripe_emulator.routing import Route, call, resolve
 from stripe_emulator.shapes import ShapeLog
 from stripe_emulator.state import RequestInfo, State
+from stripe_emulator.store import Store
 from stripe_emulator.webhooks import WebhookDispatcher
 
 log = logging.getLogger("stripe_emulator")
@@ -106,15 +107,19 @@ class Emulator:
         webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
         *,
         check_shapes: bool = False,
+        store: Store | None = None,
+        webhook_time_scale: float = 1.0,
     ) -> None:
-        self.state = State(webhook_url, webhook_secret)
+        self.state = State(webhook_url, webhook_secret, store)
         # Tests compare every response and event with Stripe's types (`reference.py`).
         self.shapes = ShapeLog() if check_shapes else None
         if self.shapes is not None:
             self.state.listeners.append(self.shapes.event)
-        self.webhooks = WebhookDispatcher(self.state)
+        self.webhooks = WebhookDispatcher(self.state, time_scale=webhook_time_scale)
         self.faults = Faults()
         self.idempotency = IdempotencyStore()
+        if store is not None:
+            self.idempotency.load(store.idempotency())
         self.requests: list[dict[str, Any]] = []
 
     def reset(self) -> None:
@@ -125,6 +130,10 @@ class Emulator:
         self.requests = []
         if self.shapes is not None:
             self.shapes.clear()
+
+    def commit(self) -> None:
+        """Write what the request just handled changed (with a store; else nothing)."""
+        self.state.commit(self.idempotency.take_unsaved())
 
     # -- the API pipeline ------------------------------------------------------------
 

@@ -123,6 +123,7 @@ def resolve_payment_method(state: State, pm_id: str, param: str = "payment_metho
     found = state.objects.get("payment_method", {}).get(pm_id)
     if found is None:
         raise no_such("PaymentMethod", pm_id, param)
+    state.touch(found)
     return found
 
 

@@ -13,11 +13,19 @@ from stripe_emulator.testing import RunningEmulator, start_emulator
 
 from .helpers import make_client
 
+# Stripe's 3-day webhook retry schedule, compressed: the first retry waits 6 ms.
+WEBHOOK_TIME_SCALE = 1e-4
+
 
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[RunningEmulator]:
-    # Every response and event of these tests is compared with Stripe's types.
-    with start_emulator(check_shapes=True) as running:
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    # Every response and event of these tests is compared with Stripe's types, and the
+    # state is written through to a SQLite store, as under `make run`.
+    with start_emulator(
+        check_shapes=True,
+        data_dir=tmp_path_factory.mktemp("stripe_emulator"),
+        webhook_time_scale=WEBHOOK_TIME_SCALE,
+    ) as running:
         yield running
 
 
