@@ -322,6 +322,8 @@ def _start_emulator(settings: Settings, children: list[subprocess.Popen[bytes]])
                 webhook_url,
                 "--webhook-secret",
                 secret,
+                "--data-dir",  # Stripe ids kept in .data/ stay valid across restarts
+                str(settings.data_dir / "stripe_emulator"),
             ],
         )
     )

@@ -49,8 +49,8 @@ def live_events(state: State) -> list[Obj]:
 @route("GET", "/v1/events")
 def list_events(state: State, p: Params) -> Obj:
     """Newest first; `type` (with `*`) or `types[]`, `created[gt|gte|lt|lte]`, cursors."""
-    limit = p.integer("limit", 10) or 10
-    if not 1 <= limit <= 100:
+    limit = p.integer("limit", 10)
+    if limit is None or not 1 <= limit <= 100:
         raise invalid("Invalid limit: must be between 1 and 100", param="limit")
     if p.has("type") and p.has("types"):
         raise invalid("You may only specify one of these parameters: type, types.", param="types")

@@ -207,8 +207,8 @@ def snapshot(obj: Obj) -> Obj:
 
 def paginate(items: list[Obj], params: Params, url: str) -> Obj:
     """Stripe list paging (limit, starting_after, ending_before) over `items`, newest first."""
-    limit = params.integer("limit", 10) or 10
-    if not 1 <= limit <= 100:
+    limit = params.integer("limit", 10)
+    if limit is None or not 1 <= limit <= 100:
         raise invalid("Invalid limit: must be between 1 and 100", param="limit")
     after = params.text("starting_after")
     before = params.text("ending_before")
