@@ -187,3 +187,37 @@ def test_the_committed_reference_is_what_the_generator_writes_from_its_source() 
     assert data["source"]["generated_by"] == "tools/stripe_reference.py"
     assert data["unresolved"] == []
     assert set(data["events"]) <= set(data["event_types"])
+
+
+# The Python SDK's typed params for the same endpoints (its own generation for the version).
+SDK_PARAMS = {
+    "POST /v1/customers": "CustomerCreateParams",
+    "GET /v1/customers/{}": "CustomerRetrieveParams",
+    "GET /v1/prices": "PriceListParams",
+    "POST /v1/products": "ProductCreateParams",
+    "POST /v1/prices": "PriceCreateParams",
+    "POST /v1/subscriptions": "SubscriptionCreateParams",
+    "GET /v1/subscriptions/{}": "SubscriptionRetrieveParams",
+    "POST /v1/invoices/create_preview": "InvoiceCreatePreviewParams",
+    "POST /v1/subscriptions/{}": "SubscriptionUpdateParams",
+    "DELETE /v1/subscriptions/{}": "SubscriptionCancelParams",
+    "POST /v1/payment_intents": "PaymentIntentCreateParams",
+    "POST /v1/refunds": "RefundCreateParams",
+    "GET /v1/invoices": "InvoiceListParams",
+    "POST /v1/credit_notes": "CreditNoteCreateParams",
+    "POST /v1/invoiceitems": "InvoiceItemCreateParams",
+    "GET /v1/events": "EventListParams",
+    "GET /v1/customers/{}/payment_methods": "CustomerListPaymentMethodsParams",
+}
+
+
+@pytest.mark.parametrize(("key", "sdk_name"), sorted(SDK_PARAMS.items()))
+def test_the_reference_accepts_what_the_pinned_python_sdk_sends(key: str, sdk_name: str) -> None:
+    import stripe.params
+
+    typed = getattr(stripe.params, sdk_name)
+    options = stripe.RequestOptions.__required_keys__ | stripe.RequestOptions.__optional_keys__
+    sdk = (typed.__required_keys__ | typed.__optional_keys__) - options
+    declared = reference.resolve(reference.reference()["endpoints"][key]["params"])
+    assert set(declared["properties"]) == sdk
+    assert set(declared.get("required", [])) == typed.__required_keys__ - options
