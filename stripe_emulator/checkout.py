@@ -165,7 +165,7 @@ def list_session_line_items(state: State, p: Params, session_id: str) -> Obj:
 @route("GET", "/v1/checkout/sessions")
 def list_sessions(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("checkout.session"),
+        state.scan("checkout.session"),
         customer=p.text("customer"),
         payment_intent=p.text("payment_intent"),
         subscription=p.text("subscription"),

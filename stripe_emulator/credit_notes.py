@@ -167,7 +167,7 @@ def plan_credit_note(state: State, p: Params) -> CreditPlan:
 
 def _credit_note(state: State, plan: CreditPlan, p: Params) -> Obj:
     invoice = plan.invoice
-    count = len(list_filter(state.all("credit_note"), invoice=invoice["id"]))
+    count = len(list_filter(state.scan("credit_note"), invoice=invoice["id"]))
     note_id = new_id("cn")
     note = build(
         "credit_note",
@@ -270,7 +270,7 @@ def list_credit_note_lines(state: State, p: Params, note_id: str) -> Obj:
 @route("GET", "/v1/credit_notes")
 def list_credit_notes(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("credit_note"), invoice=p.text("invoice"), customer=p.text("customer")
+        state.scan("credit_note"), invoice=p.text("invoice"), customer=p.text("customer")
     )
     return paginate(newest_first(items), p, "/v1/credit_notes")
 

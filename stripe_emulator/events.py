@@ -140,7 +140,7 @@ def update_webhook_endpoint(state: State, p: Params, endpoint_id: str) -> Obj:
 
 @route("GET", "/v1/webhook_endpoints")
 def list_webhook_endpoints(state: State, p: Params) -> Obj:
-    return paginate(newest_first(state.all("webhook_endpoint")), p, "/v1/webhook_endpoints")
+    return paginate(newest_first(state.scan("webhook_endpoint")), p, "/v1/webhook_endpoints")
 
 
 @route("DELETE", "/v1/webhook_endpoints/{endpoint_id}")

@@ -11,7 +11,7 @@ from stripe_emulator.state import State, list_filter
 
 
 def _invoice_payments(state: State, raw: Obj) -> Any:
-    payments = list_filter(state.all("invoice_payment"), invoice=raw["id"])
+    payments = list_filter(state.scan("invoice_payment"), invoice=raw["id"])
     return list_object([public(p) for p in payments], f"/v1/invoice_payments?invoice={raw['id']}")
 
 

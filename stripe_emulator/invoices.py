@@ -208,7 +208,7 @@ def pending_items(state: State, customer_id: str, subscription_id: str | None) -
     """Invoice items waiting for the next invoice of this customer (and subscription)."""
     return [
         item
-        for item in state.all("invoiceitem")
+        for item in state.scan("invoiceitem")
         if item["invoice"] is None
         and item["customer"] == customer_id
         and item["_subscription"] in (None, subscription_id)
@@ -236,6 +236,7 @@ def line_for_item(state: State, invoice: Obj, item: Obj, *, temporary: bool = Fa
 
 def pull_items(state: State, invoice: Obj, items: list[Obj]) -> None:
     for item in items:
+        state.touch(item)
         item["invoice"] = invoice["id"]
         add_line(invoice, line_for_item(state, invoice, item))
 
@@ -420,7 +421,7 @@ def mark_paid(
 
 
 def _open_invoices(state: State, sub_id: str) -> list[Obj]:
-    return list_filter(state.all("invoice"), _subscription=sub_id, status="open")
+    return list_filter(state.scan("invoice"), _subscription=sub_id, status="open")
 
 
 def void(state: State, invoice: Obj) -> None:
@@ -519,7 +520,7 @@ def list_invoice_lines(state: State, p: Params, invoice_id: str) -> Obj:
 @route("GET", "/v1/invoices")
 def list_invoices(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("invoice"),
+        state.scan("invoice"),
         customer=p.text("customer"),
         _subscription=p.text("subscription"),
         status=p.text("status"),
@@ -629,7 +630,7 @@ def send_invoice(state: State, p: Params, invoice_id: str) -> Obj:
 
 @route("GET", "/v1/invoice_payments")
 def list_invoice_payments(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("invoice_payment"), invoice=p.text("invoice"))
+    items = list_filter(state.scan("invoice_payment"), invoice=p.text("invoice"))
     return paginate(newest_first(items), p, "/v1/invoice_payments")
 
 
@@ -738,7 +739,7 @@ def retrieve_invoice_item(state: State, p: Params, item_id: str) -> Obj:
 @route("GET", "/v1/invoiceitems")
 def list_invoice_items(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("invoiceitem"), customer=p.text("customer"), invoice=p.text("invoice")
+        state.scan("invoiceitem"), customer=p.text("customer"), invoice=p.text("invoice")
     )
     if p.has("pending"):
         pending = p.flag("pending")

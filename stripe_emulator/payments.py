@@ -162,7 +162,7 @@ def retrieve_payment_method(state: State, p: Params, pm_id: str) -> Obj:
 
 @route("GET", "/v1/payment_methods")
 def list_payment_methods(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("payment_method"), customer=p.text("customer"))
+    items = list_filter(state.scan("payment_method"), customer=p.text("customer"))
     if p.text("customer") is None:
         raise missing("customer")
     return paginate(newest_first(items), p, "/v1/payment_methods")
@@ -171,7 +171,7 @@ def list_payment_methods(state: State, p: Params) -> Obj:
 @route("GET", "/v1/customers/{customer_id}/payment_methods")
 def list_customer_payment_methods(state: State, p: Params, customer_id: str) -> Obj:
     state.get("customer", customer_id)
-    items = list_filter(state.all("payment_method"), customer=customer_id, type=p.text("type"))
+    items = list_filter(state.scan("payment_method"), customer=customer_id, type=p.text("type"))
     return paginate(newest_first(items), p, f"/v1/customers/{customer_id}/payment_methods")
 
 
@@ -423,7 +423,7 @@ def retrieve_payment_intent(state: State, p: Params, pi_id: str) -> Obj:
 
 @route("GET", "/v1/payment_intents")
 def list_payment_intents(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("payment_intent"), customer=p.text("customer"))
+    items = list_filter(state.scan("payment_intent"), customer=p.text("customer"))
     return paginate(newest_first(items), p, "/v1/payment_intents")
 
 
@@ -513,7 +513,7 @@ def retrieve_charge(state: State, p: Params, charge_id: str) -> Obj:
 @route("GET", "/v1/charges")
 def list_charges(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("charge"),
+        state.scan("charge"),
         customer=p.text("customer"),
         payment_intent=p.text("payment_intent"),
     )
@@ -619,6 +619,6 @@ def update_refund(state: State, p: Params, refund_id: str) -> Obj:
 @route("GET", "/v1/refunds")
 def list_refunds(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("refund"), charge=p.text("charge"), payment_intent=p.text("payment_intent")
+        state.scan("refund"), charge=p.text("charge"), payment_intent=p.text("payment_intent")
     )
     return paginate(newest_first(items), p, "/v1/refunds")

