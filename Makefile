@@ -6,7 +6,7 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint typecheck pytest bench clean reset key
+.PHONY: help install run test lint typecheck pytest bench clean reset key stripe-reference
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench - the benchmarks in bench/"
 	@echo "make key ROLE=helpdesk [NAME=me] - create an API key (admin, helpdesk or finance)"
 	@echo "make reset - start from scratch: forget all data of make run (asks first)"
+	@echo "make stripe-reference - regenerate the emulator's Stripe types (needs npm)"
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -48,6 +49,15 @@ reset: install
 
 bench: install
 	$(UV) run --frozen python -m bench
+
+# The npm release of `stripe` whose TypeScript types are generated for the API version the
+# Python SDK in uv.lock pins (its cjs/apiVersion.js must say so; the generator records it).
+STRIPE_NPM_VERSION := 23.1.0
+
+stripe-reference: install
+	rm -rf .tools/stripe-npm && mkdir -p .tools/stripe-npm
+	cd .tools/stripe-npm && npm pack --silent stripe@$(STRIPE_NPM_VERSION) && tar xzf stripe-$(STRIPE_NPM_VERSION).tgz
+	$(UV) run --frozen python tools/stripe_reference.py .tools/stripe-npm/package
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache

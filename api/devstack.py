@@ -203,6 +203,8 @@ def start_emulator(settings: Settings, children: Children) -> dict[str, str]:
             f"http://{settings.host}:{settings.port}/v1/stripe/webhook",
             "--webhook-secret",
             secret,
+            "--data-dir",  # Stripe ids kept in DATA_DIR stay valid across restarts
+            str(settings.data_dir / "stripe_emulator"),
         ],
         dict(os.environ),
     )

@@ -237,7 +237,12 @@ async def by_stripe_id(stripe_customer_id: str) -> Customer | None:
 
 
 async def saved_payment_method(row: Customer) -> str | None:
-    """The customer's default payment method, asking Stripe when we have not seen one."""
+    """The customer's saved card, asking Stripe where it keeps one when we have not seen it.
+
+    Stripe keeps it as the customer's invoice default when set explicitly, but a Checkout
+    only attaches the card to the customer (and makes it the subscription's default):
+    so the customer's attached cards are the fallback, newest first.
+    """
     if row.default_payment_method:
         return row.default_payment_method
     if row.stripe_customer_id is None:
@@ -246,6 +251,9 @@ async def saved_payment_method(row: Customer) -> str | None:
     method = (remote.get("invoice_settings") or {}).get("default_payment_method")
     if isinstance(method, dict):
         method = method.get("id")
+    if not method:
+        cards = await gateway().card_payment_methods(row.stripe_customer_id)
+        method = cards[0].get("id") if cards else None
     if method:
         await Customer.update({Customer.default_payment_method: method}).where(
             Customer.id == row.id
@@ -262,6 +270,17 @@ async def require_saved_payment_method(row: Customer) -> str:
             "the customer has no saved payment method; use mode=checkout", field="mode"
         )
     return method
+
+
+async def remember_payment_method_if_unset(
+    stripe_customer_id: str, method: str, at: datetime
+) -> None:
+    """Keep a card Stripe saved for the customer (a subscription's, a Checkout payment's)
+    unless one is known already: an explicit customer default always wins."""
+    await Customer.update({Customer.default_payment_method: method, Customer.updated_at: at}).where(
+        (Customer.stripe_customer_id == stripe_customer_id)
+        & Customer.default_payment_method.is_null()
+    )
 
 
 async def remember_payment_method(stripe_customer_id: str, method: str, at: datetime) -> None:

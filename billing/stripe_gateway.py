@@ -108,6 +108,15 @@ class StripeGateway:
     async def retrieve_customer(self, stripe_customer_id: str) -> StripeDict:
         return await self._call(self._v1.customers.retrieve_async, stripe_customer_id)
 
+    async def card_payment_methods(self, stripe_customer_id: str) -> list[StripeDict]:
+        """The customer's attached cards, newest first (where Checkout leaves a saved card)."""
+        found = await self._call(
+            self._v1.customers.payment_methods.list_async,
+            stripe_customer_id,
+            params={"type": "card", "limit": 10},
+        )
+        return cast(list[StripeDict], found.get("data", []))
+
     async def portal_session(self, stripe_customer_id: str, return_url: str) -> StripeDict:
         return await self._call(
             self._v1.billing_portal.sessions.create_async,
@@ -268,7 +277,7 @@ class StripeGateway:
             "proration_behavior": "always_invoice",
         }
         if reset_anchor:
-            details["billing_cycle_anchor"] = "now"
+            details["billing_cycle_anchor"] = {"type": "now"}
         return await self._call(
             self._v1.invoices.create_preview_async,
             params={
@@ -297,7 +306,7 @@ class StripeGateway:
             "cancel_at_period_end": False,
         }
         if reset_anchor:
-            params["billing_cycle_anchor"] = "now"
+            params["billing_cycle_anchor"] = {"type": "now"}
         return await self._call(
             self._v1.subscriptions.update_async,
             stripe_subscription_id,
