@@ -33,8 +33,9 @@ def services() -> Iterator[Services]:
     os.environ.setdefault("APP_ENV", "test")
     from stripe_emulator.testing import start_emulator
 
-    # Every test talks to Stripe through the emulator (nothing reaches Stripe from here).
-    emulator = start_emulator()
+    # Every test talks to Stripe through the emulator (nothing reaches Stripe from here),
+    # which checks each response and event against Stripe's types for the pinned version.
+    emulator = start_emulator(check_shapes=True)
     os.environ.update(
         {
             "STRIPE_API_BASE": emulator.url,
@@ -47,8 +48,10 @@ def services() -> Iterator[Services]:
     configure_from_settings(get_settings())
     running.emulator = emulator  # type: ignore[attr-defined]
     yield running
+    shapes = emulator.emulator.shapes
     emulator.stop()
     running.stop()
+    assert shapes is not None and shapes.differences == [], shapes.differences[:5]
 
 
 @pytest.fixture(scope="session")
