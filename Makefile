@@ -6,7 +6,7 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint typecheck pytest bench clean reset key stripe-reference
+.PHONY: help install run test lint typecheck pytest bench clean reset key demo stripe-reference
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
@@ -14,6 +14,7 @@ help:
 	@echo "make test  - lint (ruff), types (mypy), tests (pytest) against real PostgreSQL/Redis"
 	@echo "make bench - the benchmarks in bench/"
 	@echo "make key ROLE=helpdesk [NAME=me] - create an API key (admin, helpdesk or finance)"
+	@echo "make demo  - the API tour against a running make run (about two minutes)"
 	@echo "make reset - start from scratch: forget all data of make run (asks first)"
 	@echo "make stripe-reference - regenerate the emulator's Stripe types (needs npm)"
 
@@ -43,6 +44,9 @@ ROLE ?= admin
 NAME ?= $(USER)
 key: install
 	$(UV) run --frozen support-billing keys create --role $(ROLE) --name "$(or $(NAME),me)"
+
+demo: install
+	$(UV) run --frozen support-billing demo
 
 reset: install
 	$(UV) run --frozen support-billing reset

@@ -301,6 +301,14 @@ def worker(check: bool, pid: int | None) -> None:
 
 
 @main.command()
+def demo() -> None:
+    """The README's tour against a running `make run`, told step by step."""
+    from api import demo as tour
+
+    raise SystemExit(tour.main(_settings()))
+
+
+@main.command()
 @click.option("--yes", is_flag=True, help="Do it without asking.")
 def reset(yes: bool) -> None:
     """Start from scratch (development): forget every customer, plan, incident and Stripe object."""

@@ -240,6 +240,8 @@ class Entitlement(msgspec.Struct, frozen=True):
     monthly_price: Money | None = None
     overage_price: Money | None = None
     credit_policy: CreditPolicy | None = None
+    # Why this tier applies, in a sentence ("business v3: subscription subs_… is active").
+    basis: str = ""
 
 
 class IncidentClaim(msgspec.Struct, frozen=True):

@@ -97,6 +97,8 @@ class EntitlementSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     fast_track_purchase_id: str | None = None
     overage: bool = False
     calendar: CalendarSpec
+    # Why this tier applied at opened_at, in a sentence (billing's entitlement basis).
+    basis: str = ""
 
 
 # ---------------------------------------------------------------- responses

@@ -509,3 +509,41 @@ async def test_unknown_customer_is_404(
     ):
         assert r.status_code == 404
         assert r.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_the_entitlement_says_why_its_tier_applies(
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    run_worker: Any,
+) -> None:
+    assert (await _ent(client, helpdesk_headers, customer["id"]))["basis"] == (
+        "standard: no paid subscription was in force at that instant"
+    )
+    await _subscribe_active(
+        client, stripe_emu, run_worker, customer, "business", timedelta(hours=1), "evt_why"
+    )
+    now = await _ent(client, helpdesk_headers, customer["id"])
+    assert now["basis"].startswith("business v1: subscription subs_") and now["basis"].endswith(
+        " is active"
+    )
+    # A ticket backdated to before the subscription began is opened under standard, and
+    # the snapshot says so.
+    before = (utcnow() - timedelta(hours=2)).isoformat()
+    then = await _ent(client, helpdesk_headers, customer["id"], before)
+    assert then["tier"] == "standard"
+    assert "its subscription began only at" in then["basis"]
+    r = await client.post(
+        "/v1/incidents",
+        headers=helpdesk_headers,
+        json={
+            "customer_id": customer["id"],
+            "external_ref": "WHY-1",
+            "priority": "p1",
+            "opened_at": before,
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["tier"] == "standard"
+    assert "its subscription began only at" in r.json()["entitlement"]["basis"]
