@@ -15,7 +15,8 @@ from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.types import ControllerRouterHandler
 
 from api.errors import EXCEPTION_HANDLERS
-from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContextMiddleware
+from api.boundary import MAX_BODY_BYTES, InputBoundary
+from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContext
 from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
 from api.routes import incidents as incident_routes
@@ -90,22 +91,28 @@ def create_app(
         config.state["settings"] = settings
         return config
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTES, *extra_routes],
         on_startup=[startup],
         on_shutdown=[shutdown],
         on_app_init=[on_app_init],
         middleware=[
-            RequestContextMiddleware(),
             AuthMiddleware(settings.rate_limit_per_minute),
             IdempotencyMiddleware(settings.idempotency_ttl_hours),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),
-        request_max_body_size=1_048_576,
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
         logging_config=None,
     )
+    # Outside Litestar's own exception handling and routing, so that every request, also
+    # one refused as 404/405 or by the auth middleware, crosses the input boundary and gets
+    # a request id and an access-log line with the status it received.
+    app.asgi_handler = RequestContext(
+        InputBoundary(app.asgi_handler, raw_body_paths=billing_routes.RAW_BODY_PATHS)
+    )
+    return app
 
 
 def app_from_env() -> Any:

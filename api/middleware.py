@@ -13,7 +13,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import allowed_roles, authorize
-from api.errors import PROBLEM_BASE, PROBLEM_JSON, Problem
+from api.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem
 from common import apikeys, idempotency, ratelimit
 from common.audit import actor_var
 from common.errors import DomainError
@@ -21,6 +21,7 @@ from common.ids import request_id as new_request_id
 from common.logging import request_id_var
 
 access_log = logging.getLogger("api.access")
+log = logging.getLogger("api")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -39,7 +40,10 @@ async def send_problem(
     title: str,
     detail: str,
     headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    field: str | None = None,
 ) -> None:
+    """Answer with a problem+json from below Litestar's exception handling."""
     body = msgspec.json.encode(
         Problem(
             type=PROBLEM_BASE + slug,
@@ -47,6 +51,7 @@ async def send_problem(
             status=status,
             detail=detail,
             request_id=request_id_var.get(),
+            errors=[FieldError(field=field, message=detail)] if field else None,
         )
     )
     await send(
@@ -63,17 +68,26 @@ async def send_problem(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-class RequestContextMiddleware(ASGIMiddleware):
-    """Give each request an id (honouring a sane ``X-Request-Id``) and log one line for it."""
+class RequestContext:
+    """Give each request an id (honouring a sane ``X-Request-Id``) and log one line for it.
 
-    scopes = (ScopeType.HTTP,)
+    Pure ASGI around the whole application (``api.app``), outside Litestar's exception
+    handling: the status logged is the one the client received (a 401 raised by the auth
+    middleware, a 404 from the router), and every response carries ``X-Request-Id``.
+    """
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Any) -> None:
             nonlocal status
@@ -86,11 +100,22 @@ class RequestContextMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Litestar answers every exception itself; one escaping it is a bug of ours.
+            log.exception("unhandled error outside the application")
+            if status is None:
+                await send_problem(
+                    send_with_id,
+                    500,
+                    "internal-error",
+                    "Internal error",
+                    "the service failed to handle this request; it has been logged",
+                )
         finally:
-            principal = scope.get("auth")
             if access_log.isEnabledFor(logging.INFO):
-                self._log(scope, status, started, principal)
+                # None: the client left before any answer (uvicorn logs no status either).
+                self._log(scope, status or 499, started, scope.get("auth"))
             request_id_var.reset(token)
 
     @staticmethod
@@ -170,6 +195,15 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if key is None or not isinstance(principal, apikeys.Principal):
             await next_app(scope, receive, send)
             return
+        try:
+            idempotency.check_key(key)
+        except idempotency.InvalidIdempotencyKey as e:
+            await send_problem(
+                send, 400, "invalid-idempotency-key", e.title, e.detail, field="Idempotency-Key"
+            )
+            return
+        # The input boundary (api.boundary) has already read the body, at most its size
+        # limit, and hands it on as one message: nothing here buffers past that limit.
         chunks: list[bytes] = []
         while True:
             message: Any = await receive()
@@ -189,7 +223,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         except DomainError as e:
             status = 409 if isinstance(e, idempotency.IdempotencyInFlight) else 422
             slug = "request-in-progress" if status == 409 else "idempotency-key-reused"
-            await send_problem(send, status, slug, e.title, e.detail)
+            await send_problem(send, status, slug, e.title, e.detail, field="Idempotency-Key")
             return
         if isinstance(outcome, idempotency.StoredResponse):
             await send(
@@ -242,4 +276,28 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if status >= 500 or status == 429:
             await idempotency.release(outcome)
         else:
-            await idempotency.complete(outcome, status, headers, b"".join(out))
+            await idempotency.complete(outcome, status, headers, _stored_body(scope, out))
+
+
+REDACT_OPT = "idempotency_redact"
+
+
+def _stored_body(scope: Scope, chunks: list[bytes]) -> bytes:
+    """The response body as kept for replays: without the fields the route marks secret.
+
+    A route answering with a secret shown once (``opt={REDACT_OPT: ("secret",)}``) has it
+    replaced by null in the stored copy: an idempotency record never holds it in clear.
+    """
+    body = b"".join(chunks)
+    fields = scope["route_handler"].opt.get(REDACT_OPT)
+    if not fields or not body:
+        return body
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return b""  # never keep what could not be redacted
+    if isinstance(document, dict):
+        for name in fields:
+            if name in document:
+                document[name] = None
+    return msgspec.json.encode(document)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
 from common.clock import utcnow
-from common.errors import Conflict, InvalidRequest
+from common.errors import BadRequest, Conflict, InvalidRequest
 from common.ids import new_id
 from common.tables import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+# Visible ASCII, as Stripe accepts: the key is compared byte for byte and shown in logs.
+_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$")
+
+
+class InvalidIdempotencyKey(BadRequest):
+    """The header itself is unusable (empty, too long, not visible ASCII)."""
+
+    title = "Invalid Idempotency-Key"
 
 
 class IdempotencyKeyReused(InvalidRequest):
@@ -39,6 +48,15 @@ class Claim:
     record_id: str
 
 
+def check_key(key: str) -> None:
+    """Refuse an ``Idempotency-Key`` that is empty, too long or not visible ASCII."""
+    if not _KEY.match(key):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters",
+            field="Idempotency-Key",
+        )
+
+
 def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
     digest = hashlib.sha256()
     for part in (method.upper().encode(), path.encode(), query.encode(), body):
@@ -51,10 +69,7 @@ async def claim(
     api_key_id: str, key: str, method: str, path: str, print_: str, ttl_hours: int
 ) -> Claim | StoredResponse:
     """Claim ``key`` for this request, or return the stored response of its first use."""
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key"
-        )
+    check_key(key)
     now = utcnow()
     record_id = new_id("idem")
     for _ in range(2):

@@ -328,6 +328,8 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
 
 
 _EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator's public secret
+# Stored as sent and verified on the exact bytes: the input boundary checks only size and type.
+RAW_BODY_PATHS = frozenset({"/v1/stripe/webhook"})
 
 
 # ---------------------------------------------------------------- finance
