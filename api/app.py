@@ -14,14 +14,15 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.types import ControllerRouterHandler
 
-from api.errors import EXCEPTION_HANDLERS
 from api.boundary import MAX_BODY_BYTES, InputBoundary
+from api.errors import EXCEPTION_HANDLERS
 from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContext
 from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
 from api.routes import incidents as incident_routes
 from api.routes import system
 from api.routes import webhooks as webhook_routes
+from api.strict import StrictInputMiddleware
 from billing.stripe_gateway import close as close_stripe
 from billing.stripe_gateway import configure_from_settings as configure_stripe
 from common import db
@@ -99,6 +100,7 @@ def create_app(
         middleware=[
             AuthMiddleware(settings.rate_limit_per_minute),
             IdempotencyMiddleware(settings.idempotency_ttl_hours),
+            StrictInputMiddleware(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=_openapi(),

@@ -7,8 +7,8 @@ UTF-8 or carries a NUL character (400: PostgreSQL cannot store NUL in text), and
 deeper than the depth limit (400: decoders and ``jsonb`` recurse). A body that passes is
 handed on as one message, so no later layer reads the socket again.
 
-Routes that must see the body exactly as sent (Stripe's signed webhook) keep the size and
-media-type checks but skip the content checks: what they store is bytes, not text.
+Routes that must see the body exactly as sent (Stripe's signed webhook) keep the size limit
+only: their signature is the authority on the body, and what they store is bytes, not text.
 """
 
 from __future__ import annotations
@@ -223,6 +223,8 @@ class InputBoundary:
                 return b"".join(chunks)
 
     def _check_body(self, scope: Scope, body: bytes) -> None:
+        if scope["path"] in self.raw_body_paths:
+            return
         content_type = _header(scope, b"content-type")
         if content_type is None or not _is_json(content_type):
             raise Refusal(
@@ -232,8 +234,7 @@ class InputBoundary:
                 "a request body must be JSON: send 'Content-Type: application/json' (UTF-8)",
                 "Content-Type",
             )
-        if scope["path"] not in self.raw_body_paths:
-            check_json(body, self.max_json_depth)
+        check_json(body, self.max_json_depth)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -30,6 +30,7 @@ from billing import (
 from common.clock import utcnow
 from common.config import Settings
 from common.errors import InvalidRequest
+from common.schemas import AwareDatetime, RequestBody
 from workers import queue
 
 # ---------------------------------------------------------------- plans
@@ -152,8 +153,8 @@ async def get_subscription(customer_id: FromPath[str]) -> schemas.Subscription:
     return await subscriptions.get_current(customer_id)
 
 
-class ChangeRequest(schemas.SubscriptionChange, kw_only=True, forbid_unknown_fields=True):
-    proration_date: datetime | None = None
+class ChangeRequest(schemas.SubscriptionChange, kw_only=True):
+    proration_date: AwareDatetime | None = None
 
 
 @post(
@@ -199,8 +200,8 @@ async def cancel_subscription(
     return await subscriptions.cancel(customer_id, at_period_end)
 
 
-class PortalRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    return_url: str | None = None
+class PortalRequest(RequestBody, kw_only=True):
+    return_url: schemas.HttpUrl | None = None
 
 
 @post(
@@ -243,7 +244,7 @@ async def list_fast_track(customer_id: FromPath[str]) -> Page[schemas.FastTrackP
     return Page(data=await fasttrack.list_purchases(customer_id), has_more=False)
 
 
-class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class RefundRequest(RequestBody, kw_only=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
 
 

@@ -15,13 +15,22 @@ from api.auth import ADMIN
 from api.pagination import Limit, Page
 from common import tables, webhooks
 from common.config import Settings
+from common.schemas import RequestBody
 from workers import queue
 
 EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
 
 
-class WebhookEndpointCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=webhooks.MAX_URL_LENGTH)]
+class WebhookEndpointCreate(RequestBody, kw_only=True):
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=webhooks.MAX_URL_LENGTH,
+            pattern=r"^https?://",
+            examples=["https://helpdesk.example.com/hooks/support-billing"],
+        ),
+    ]
     events: Annotated[
         list[EventType],
         msgspec.Meta(

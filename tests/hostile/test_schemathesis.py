@@ -6,7 +6,6 @@ small one with a fixed seed; ``make test-hostile`` a longer one.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
