@@ -14,9 +14,10 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.types import ControllerRouterHandler
 
+from api import openapi
 from api.boundary import MAX_BODY_BYTES, InputBoundary
 from api.errors import EXCEPTION_HANDLERS
-from api.middleware import AuthMiddleware, IdempotencyMiddleware, RequestContext
+from api.middleware import AuthMiddleware, IdempotencyMiddleware, OptionsAnswer, RequestContext
 from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
 from api.routes import incidents as incident_routes
@@ -71,6 +72,7 @@ def create_app(
 ) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings)
+    openapi.install()
 
     async def startup(app: Litestar) -> None:
         configure_stripe(settings)
@@ -111,8 +113,17 @@ def create_app(
     # Outside Litestar's own exception handling and routing, so that every request, also
     # one refused as 404/405 or by the auth middleware, crosses the input boundary and gets
     # a request id and an access-log line with the status it received.
+    methods: dict[str, set[str]] = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            methods.setdefault(route.path_format, set()).update(
+                m for m in handler.http_methods if m not in ("OPTIONS", "HEAD")
+            )
     app.asgi_handler = RequestContext(
-        InputBoundary(app.asgi_handler, raw_body_paths=billing_routes.RAW_BODY_PATHS)
+        InputBoundary(
+            OptionsAnswer(app.asgi_handler, methods),
+            raw_body_paths=billing_routes.RAW_BODY_PATHS,
+        )
     )
     return app
 

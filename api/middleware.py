@@ -133,6 +133,51 @@ class RequestContext:
         )
 
 
+class OptionsAnswer:
+    """Answer ``OPTIONS`` with every method of the path, as the 405 answer's ``Allow`` does.
+
+    Litestar's own OPTIONS handler lists only the methods of the first handler registered
+    for a path, so clients were told two different things.
+    """
+
+    def __init__(self, app: ASGIApp, methods_by_path: dict[str, set[str]]) -> None:
+        self.app = app
+        static: dict[str, str] = {}
+        patterns: list[tuple[re.Pattern[str], str]] = []
+        for template, methods in methods_by_path.items():
+            allow = ", ".join(sorted({*methods, "OPTIONS"}))
+            if "{" not in template:
+                static[template.rstrip("/") or "/"] = allow
+            else:
+                regex = "".join(
+                    "[^/]+" if part.startswith("{") else re.escape(part)
+                    for part in re.split(r"(\{[^}]+\})", template)
+                )
+                patterns.append((re.compile(f"^{regex}/?$"), allow))
+        self.static = static
+        self.patterns = patterns
+
+    def allow(self, path: str) -> str | None:
+        found = self.static.get(path.rstrip("/") or "/")
+        if found is not None:
+            return found
+        return next((allow for pattern, allow in self.patterns if pattern.match(path)), None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allow = self.allow(scope["path"]) if scope.get("method") == "OPTIONS" else None
+        if scope["type"] != "http" or allow is None:
+            await self.app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"allow", allow.encode()), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class AuthMiddleware(ASGIMiddleware):
     """Resolve the bearer key into a principal, apply its rate limit, then its role.
 

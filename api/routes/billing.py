@@ -30,7 +30,7 @@ from billing import (
 from common.clock import utcnow
 from common.config import Settings
 from common.errors import InvalidRequest
-from common.schemas import AwareDatetime, RequestBody
+from common.schemas import INT32_MAX, AwareDatetime, RequestBody
 from workers import queue
 
 # ---------------------------------------------------------------- plans
@@ -67,7 +67,7 @@ async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
 )
 async def get_plan(
     code: FromPath[str],
-    version: Annotated[int | None, QueryParameter(ge=1)] = None,
+    version: Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX)] = None,
 ) -> schemas.Plan:
     return await catalog.get_plan(code, version)
 

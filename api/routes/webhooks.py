@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
@@ -18,7 +18,17 @@ from common.config import Settings
 from common.schemas import RequestBody
 from workers import queue
 
-EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+EventType = Literal[
+    "*",
+    "sla.warning",
+    "sla.breached",
+    "sla.achieved",
+    "sla.escalated",
+    "service_credit.issued",
+    "entitlement.updated",
+    "fast_track.purchased",
+]
+# tests/hostile/test_contract.py keeps this list equal to common.outbox.EVENT_TYPES + "*".
 
 
 class WebhookEndpointCreate(RequestBody, kw_only=True):

@@ -26,6 +26,8 @@ def _schemathesis(api: LiveApi, key: str, report: Path) -> subprocess.CompletedP
     return subprocess.run(
         [
             str(exe),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
             "run",
             f"{api.url}/schema/openapi.json",
             "--checks",
