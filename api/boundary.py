@@ -18,7 +18,8 @@ from collections.abc import Collection
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.middleware import send_problem
 
@@ -170,7 +171,7 @@ class InputBoundary:
         self.raw_body_paths = frozenset(raw_body_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         try:
@@ -209,7 +210,7 @@ class InputBoundary:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message: Any = await receive()
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -240,12 +241,11 @@ class InputBoundary:
 def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> Message:
+    async def replay() -> Any:
         nonlocal sent
         if not sent:
             sent = True
-            message: Any = {"type": "http.request", "body": body, "more_body": False}
-            return message  # type: ignore[no-any-return]
+            return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
     return replay

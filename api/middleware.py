@@ -80,7 +80,7 @@ class RequestContext:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
@@ -165,7 +165,7 @@ class OptionsAnswer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         allow = self.allow(scope["path"]) if scope.get("method") == "OPTIONS" else None
-        if scope["type"] != "http" or allow is None:
+        if scope["type"] != ScopeType.HTTP or allow is None:
             await self.app(scope, receive, send)
             return
         await send(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import msgspec
+import msgspec.inspect
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi.spec import (
@@ -23,6 +25,7 @@ from litestar.openapi.spec import (
     Reference,
     Schema,
 )
+from litestar.openapi.spec import RequestBody as RequestBodySpec
 
 from api.errors import PROBLEM_JSON
 from common.schemas import TIME_RANGE, RequestBody
@@ -143,17 +146,54 @@ def install() -> None:
         return schema
 
     build_documented._documents_problems = True  # type: ignore[attr-defined]
-    OpenAPIPlugin._build_openapi = build_documented  # type: ignore[method-assign]
+    OpenAPIPlugin._build_openapi = build_documented  # type: ignore[assignment,method-assign]
 
 
-def _request_struct_names() -> set[str]:
-    names: set[str] = set()
-    todo: list[type] = [RequestBody]
+def _request_structs() -> list[type[RequestBody]]:
+    found: list[type[RequestBody]] = []
+    todo: list[type[RequestBody]] = list(RequestBody.__subclasses__())
     while todo:
         cls = todo.pop()
-        names.add(cls.__name__)
+        found.append(cls)
         todo.extend(cls.__subclasses__())
-    return names
+    return found
+
+
+def _literal_keys(kind: Any) -> list[str] | None:
+    if isinstance(kind, msgspec.inspect.UnionType):
+        keyed = [_literal_keys(t) for t in kind.types]
+        return next((k for k in keyed if k), None)
+    if isinstance(kind, msgspec.inspect.DictType) and isinstance(
+        kind.key_type, msgspec.inspect.LiteralType
+    ):
+        return [str(v) for v in kind.key_type.values]
+    return None
+
+
+def _request_schemas(structs: list[type[RequestBody]]) -> dict[str, Any]:
+    """msgspec's own JSON Schema of the request bodies: exactly what strict decoding accepts.
+
+    Litestar's rendering drops constraints inside lists and on optional fields; msgspec's
+    keeps them. A dict keyed by a Literal (``targets``, ``business_hours``) also gets the
+    allowed keys, which msgspec does not write.
+    """
+    _, components = msgspec.json.schema_components(
+        structs, ref_template="#/components/schemas/{name}"
+    )
+    for struct in structs:
+        info = msgspec.inspect.type_info(struct)
+        schema = components.get(struct.__name__)
+        if not isinstance(info, msgspec.inspect.StructType) or schema is None:
+            continue
+        for field in info.fields:
+            keys = _literal_keys(field.type)
+            if not keys:
+                continue
+            prop = schema["properties"][field.encode_name]
+            for option in prop.get("anyOf", [prop]):
+                if option.get("type") == "object":
+                    option["propertyNames"] = {"enum": keys}
+    return components
 
 
 def _tighten(schema: Any, seen: set[int]) -> None:
@@ -167,6 +207,13 @@ def _tighten(schema: Any, seen: set[int]) -> None:
             schema.description = schema.description or f"RFC 3339 with an offset, {TIME_RANGE}"
         for value in vars(schema).values():
             _tighten(value, seen)
+    elif isinstance(schema, dict) and schema.get("format") == "date-time":
+        schema.setdefault("pattern", TIME_PATTERN)
+        for item in schema.values():
+            _tighten(item, seen)
+    elif hasattr(schema, "__dataclass_fields__"):  # Parameter, RequestBody, MediaType…
+        for value in vars(schema).values():
+            _tighten(value, seen)
     elif isinstance(schema, list | tuple):
         for item in schema:
             _tighten(item, seen)
@@ -178,33 +225,38 @@ def _tighten(schema: Any, seen: set[int]) -> None:
 def document(app: Litestar, schema: OpenAPI) -> None:
     """Add the problem responses and response headers to every operation of ``app``."""
     assert schema.components is not None
-    components = {**(schema.components.schemas or {}), PROBLEM_SCHEMA: _problem_schema()}
-    # Request bodies refuse unknown fields (API.md); the document says so.
-    for name in _request_struct_names() & components.keys():
-        components[name].additional_properties = False
+    components: dict[str, Any] = {
+        **(schema.components.schemas or {}),
+        PROBLEM_SCHEMA: _problem_schema(),
+    }
+    structs = [s for s in _request_structs() if s.__name__ in components]
+    components.update(_request_schemas(structs))
     schema.components.schemas = components
-    for item in (schema.paths or {}).values():
-        for method in ("get", "put", "post", "delete", "patch"):
-            operation = getattr(item, method, None)
-            if operation is not None:
-                _tighten(operation.parameters, set())
     for component in components.values():
         _tighten(component, set())
-    options = {
-        handler.operation_id: handler.opt
+    handlers = {
+        handler.operation_id: handler
         for route in app.routes
         for handler in getattr(route, "route_handlers", ())
     }
+    options = {operation_id: handler.opt for operation_id, handler in handlers.items()}
     for item in (schema.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation: Operation | None = getattr(item, method, None)
             if operation is None:
                 continue
+            _tighten(operation.parameters, set())
             responses = dict(operation.responses or {})
             for code, response in responses.items():
                 if isinstance(response, OpenAPIResponse) and not code.startswith(("4", "5")):
                     response.headers = {**(response.headers or {}), "X-Request-Id": REQUEST_ID}
             opt = options.get(operation.operation_id, {})
+            handler = handlers.get(operation.operation_id)
+            data = handler.parsed_fn_signature.parameters.get("data") if handler else None
+            body = operation.request_body
+            if data is not None and data.has_default and isinstance(body, RequestBodySpec):
+                # `data: JSONBody[X | None] = None`: the body may be left out.
+                body.required = False
             for status in problem_statuses(method, operation, opt):
                 if status == 400:  # replaces Litestar's generic (non-problem) 400
                     responses["400"] = _problem(400)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from types import NoneType
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -26,7 +26,7 @@ from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.params import ParameterKwarg
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.typing import FieldDefinition
 
 from api.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem
@@ -153,7 +153,7 @@ class StrictInputMiddleware(ASGIMiddleware):
         return found
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        plan = self.plan(scope["route_handler"])
+        plan = self.plan(cast(HTTPRouteHandler, scope["route_handler"]))
         errors = _query_errors(plan, scope.get("query_string", b""), scope.get("path_params", {}))
         if plan.body is None:
             if errors:
@@ -209,10 +209,10 @@ async def _refuse(scope: Scope, send: Send, errors: list[dict[str, str]]) -> Non
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _replay(first: Message, receive: Receive) -> Receive:
+def _replay(first: Any, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> Message:
+    async def replay() -> Any:
         nonlocal sent
         if not sent:
             sent = True

@@ -22,18 +22,19 @@ Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 HttpUrl = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$",
+        # Explicit ranges, not \s: Python's and ECMAScript's \s differ (\x1c…\x1f, \x85).
+        pattern=r"^https?://[^\x00-\x20\x7f/?#@]+(?:[/?#][^\x00-\x20\x7f]*)?$",
         max_length=2048,
         examples=["https://helpdesk.example.com/billing/done"],
     ),
 ]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Window = Annotated[
-    str, msgspec.Meta(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$", examples=["09:00-17:00"])
+    str, msgspec.Meta(pattern=r"^[0-9]{2}:[0-9]{2}-[0-9]{2}:[0-9]{2}$", examples=["09:00-17:00"])
 ]
 
 
-class Target(RequestBody, frozen=True, kw_only=True):
+class Target(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A first-response target for one priority."""
 
     first_response_minutes: Minutes
@@ -109,13 +110,23 @@ class Plan(msgspec.Struct, frozen=True):
 class CustomerCreate(RequestBody, kw_only=True):
     external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    email: Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+    email: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+$",
+            max_length=320,
+        ),
+    ]
     timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
     country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] | None = None
     # {"mon": ["09:00-17:00"], "tue": [...], ...}; missing days are closed
-    business_hours: dict[Weekday, Annotated[list[Window], msgspec.Meta(max_length=12)]] | None = (
-        None
-    )
+    business_hours: (
+        Annotated[
+            dict[str, Annotated[list[Window], msgspec.Meta(max_length=12)]],
+            msgspec.Meta(max_length=7, extra_json_schema={"propertyNames": {"enum": WEEKDAYS}}),
+        ]
+        | None
+    ) = None
 
 
 class Customer(msgspec.Struct, frozen=True):
