@@ -306,6 +306,7 @@ class WebhookAck(msgspec.Struct, frozen=True):
     received: bool
     duplicate: bool
     id: str
+    dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)
 
 
 @post(
@@ -321,11 +322,15 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     settings: Settings = state.settings
     secret = settings.stripe_webhook_secret or _EMULATOR_SECRET
     payload = await request.body()
-    event = events.verify(payload, request.headers.get("stripe-signature"), secret)
-    fresh = await events.store(event, payload)
-    if fresh:
-        await queue.enqueue_stripe_event(state.redis, event["id"])
-    return WebhookAck(received=True, duplicate=not fresh, id=event["id"])
+    inbound = events.verify(payload, request.headers.get("stripe-signature"), secret)
+    fresh = await events.store(inbound)
+    if fresh and inbound.problem is None:
+        await queue.enqueue_stripe_event(state.redis, inbound.id)
+    # A signed event that cannot be applied is kept dead and still answered 2xx: Stripe
+    # would otherwise redeliver it for days, failing the same way each time.
+    return WebhookAck(
+        received=True, duplicate=not fresh, id=inbound.id, dead=inbound.problem is not None
+    )
 
 
 _EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator's public secret
