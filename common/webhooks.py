@@ -155,8 +155,40 @@ _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)$")
 _IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
-# IANA special-purpose IPv4 blocks that Python still counts as global.
-_SPECIAL_V4: Final = (ipaddress.IPv4Network("192.88.99.0/24"),)  # deprecated 6to4 relays
+# IANA special-purpose blocks that are not globally reachable, listed here as well as in
+# Python's is_global (which lags the registries, and differs between Python versions).
+_SPECIAL_V4: Final = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments (its two anycast services are no receivers)
+        "192.0.2.0/24",
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+    )
+)
+_SPECIAL_V6: Final = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments, Teredo among them
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
 
 
 def _internal_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -171,6 +203,8 @@ def _internal_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
             return _internal_ip(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         if address.sixtofour is not None:
             return _internal_ip(address.sixtofour)
+        if any(address in network for network in _SPECIAL_V6):
+            return True
     elif any(address in network for network in _SPECIAL_V4):
         return True
     return not address.is_global or address.is_multicast

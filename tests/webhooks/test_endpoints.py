@@ -309,4 +309,5 @@ async def test_openapi_describes_the_webhook_operations(client: httpx.AsyncClien
         "deleteWebhookEndpoint",
         "listWebhookDeliveries",
         "redeliverWebhook",
+        "rotateWebhookSecret",
     }
