@@ -247,8 +247,8 @@ def document(app: Litestar, schema: OpenAPI) -> None:
                 continue
             _tighten(operation.parameters, set())
             responses = dict(operation.responses or {})
-            for code, response in responses.items():
-                if isinstance(response, OpenAPIResponse) and not code.startswith(("4", "5")):
+            for response in responses.values():
+                if isinstance(response, OpenAPIResponse):
                     response.headers = {**(response.headers or {}), "X-Request-Id": REQUEST_ID}
             opt = options.get(operation.operation_id, {})
             handler = handlers.get(operation.operation_id)
