@@ -78,10 +78,8 @@ def _plan(handler: HTTPRouteHandler) -> _Plan:
             if definition.header or definition.cookie:
                 continue
             query[definition.query or definition.name or name] = _scalar_kind(field)
-        elif (definition is None and field.annotation in (int, bool, datetime)) or (
-            definition is None and field.is_optional
-        ):
-            query[name] = _scalar_kind(field)
+        elif definition is None and _scalar_kind(field) != "other":
+            query[name] = _scalar_kind(field)  # a bare scalar parameter is a query parameter
     return _Plan(body=body, body_optional=optional, query=query)
 
 
