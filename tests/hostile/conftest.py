@@ -19,8 +19,19 @@ from common.embedded import Services, free_port, wait_for_port
 @dataclass(frozen=True)
 class LiveApi:
     url: str
-    pid: int
+    process: subprocess.Popen[bytes]
     log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        """Fail with the exit status and the log's tail if the process has died."""
+        code = self.process.poll()
+        if code is not None:
+            tail = self.log.read_bytes()[-4000:].decode(errors="replace")
+            raise AssertionError(f"the API process exited with {code}:\n{tail}")
 
 
 @pytest.fixture
@@ -50,7 +61,7 @@ def live_api(
         url = f"http://127.0.0.1:{port}"
         # uvicorn binds after the startup hooks ran: the pool and Redis are open by now.
         assert httpx.get(f"{url}/ready", timeout=30).status_code == 200
-        yield LiveApi(url=url, pid=process.pid, log=log)
+        yield LiveApi(url=url, process=process, log=log)
     finally:
         process.terminate()
         try:

@@ -66,6 +66,7 @@ async def test_schemathesis_finds_no_server_error_and_no_contract_violation(
         _, key = await apikeys.create_key(f"schemathesis {role}", role)
         report = tmp_path / f"{role}.ndjson"
         run = _schemathesis(live_api, key, report)
+        live_api.check_alive()
         outcomes[role] = (run, totals(report))
     for role, (_, found) in outcomes.items():
         print(found.line(role))
