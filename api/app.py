@@ -76,8 +76,14 @@ def create_app(
 
     async def startup(app: Litestar) -> None:
         configure_stripe(settings)
-        await db.open_pool(max_size=settings.database_pool_size)
-        app.state.redis = await queue.connect(settings.redis_url or "redis://127.0.0.1:6379/0")
+        await db.open_pool(
+            max_size=settings.database_pool_size,
+            acquire_timeout=settings.database_acquire_timeout_seconds,
+            application_name="support-billing-api",
+        )
+        app.state.redis = await queue.connect(
+            settings.redis_url or "redis://127.0.0.1:6379/0", wait=False
+        )
         # Everything built so far lives for the whole process: keep it out of the cyclic
         # collector's full passes, which otherwise stall every request in flight.
         gc.collect()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -14,14 +16,19 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import allowed_roles, authorize
 from api.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem
-from common import apikeys, idempotency, ratelimit
+from common import apikeys, idempotency, leases, ratelimit
 from common.audit import actor_var
 from common.errors import DomainError
 from common.ids import request_id as new_request_id
 from common.logging import request_id_var
+from workers import queue
 
 access_log = logging.getLogger("api.access")
-log = logging.getLogger("api")
+log = logging.getLogger("api.middleware")
+
+REQUEST_KEY_SCOPE = "support_billing.request_key"
+# How long a request waits for Redis to count it against its key's limit.
+RATE_LIMIT_TIMEOUT = 1.0
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -203,9 +210,16 @@ class AuthMiddleware(ASGIMiddleware):
         scope["user"] = principal
         if principal is not None and self.rate_limit > 0:
             redis = scope["litestar_app"].state.redis
-            allowed_now, retry_after = await self.limiter.hit(
-                redis, principal.key_id, self.rate_limit, time.time()
-            )
+            try:
+                async with asyncio.timeout(RATE_LIMIT_TIMEOUT):
+                    allowed_now, retry_after = await self.limiter.hit(
+                        redis, principal.key_id, self.rate_limit, time.time()
+                    )
+            except queue.REDIS_DOWN as e:
+                # Fail open: with Redis away the limits cannot be counted, and refusing
+                # every key would turn a Redis outage into an outage of the whole API.
+                log.warning("rate limit not applied, Redis is unavailable: %r", e)
+                allowed_now, retry_after = True, 0
             if not allowed_now:
                 await send_problem(
                     send,
@@ -268,7 +282,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
         except DomainError as e:
             status = 409 if isinstance(e, idempotency.IdempotencyInFlight) else 422
             slug = "request-in-progress" if status == 409 else "idempotency-key-reused"
-            await send_problem(send, status, slug, e.title, e.detail, field="Idempotency-Key")
+            retry = [(b"retry-after", str(e.retry_after).encode())] if e.retry_after else None
+            await send_problem(
+                send, status, slug, e.title, e.detail, headers=retry, field="Idempotency-Key"
+            )
             return
         if isinstance(outcome, idempotency.StoredResponse):
             await send(
@@ -286,6 +303,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
             )
             await send({"type": "http.response.body", "body": outcome.body, "more_body": False})
             return
+        claim = outcome
+        # Services that create things in Stripe key their reservations on it, so a retry
+        # of a request that died mid-way finishes the same work instead of repeating it.
+        scope[REQUEST_KEY_SCOPE] = claim.request_key  # type: ignore[literal-required]
 
         replayed = False
 
@@ -313,15 +334,31 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, replay_body, capture)
+            async with leases.renewing(lambda: idempotency.renew(claim)):
+                await next_app(scope, replay_body, capture)
         except BaseException:
-            await idempotency.release(outcome)
+            await _settle(idempotency.release(claim))
             raise
-        # Only final answers are kept: a 5xx or 429 may succeed when retried.
-        if status >= 500 or status == 429:
-            await idempotency.release(outcome)
+        # Only final answers are kept: a 5xx, a 429 or any answer that says when to come
+        # back (a busy 409) may go differently when retried.
+        if status >= 500 or status == 429 or "retry-after" in headers:
+            await _settle(idempotency.release(claim))
         else:
-            await idempotency.complete(outcome, status, headers, _stored_body(scope, out))
+            await _settle(idempotency.complete(claim, status, headers, _stored_body(scope, out)))
+
+
+async def _settle(step: Awaitable[None]) -> None:
+    """Record how a claimed request ended; when the database is away, its lease lapses."""
+    try:
+        await step
+    except Exception as e:
+        log.warning("could not record the outcome of an idempotent request: %r", e)
+
+
+def request_key(scope: Scope) -> str | None:
+    """The ``Idempotency-Key`` identity of this request (same across its retries), if any."""
+    key = scope.get(REQUEST_KEY_SCOPE)
+    return key if isinstance(key, str) else None
 
 
 REDACT_OPT = "idempotency_redact"

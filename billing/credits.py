@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Final
 
 import msgspec
 
 from billing import catalog, entitlements, schemas
-from billing.exceptions import StripeRejected, StripeUnavailable
-from billing.stripe_gateway import gateway
+from billing.exceptions import ServiceCreditNotFound, StripeRejected
+from billing.stripe_gateway import StripeDict, gateway
 from billing.tables import (
     FastTrackLedger,
     FastTrackPurchase,
@@ -20,7 +21,7 @@ from billing.tables import (
 from common import audit
 from common.clock import utcnow
 from common.db import engine
-from common.errors import NotFound
+from common.errors import Conflict, NotFound, UpstreamUnavailable
 from common.ids import new_id
 from common.money import Money, percent_of
 
@@ -32,6 +33,15 @@ def plan_credit_amount(monthly_fee: int, percent: int, cap_percent: int, already
 
 
 log = logging.getLogger("billing.credits")
+
+
+# The retry policy. Stripe not answering (or the database away) is retried with this
+# backoff, indefinitely, under the same idempotency key: the attempt may have written.
+TRANSIENT_BACKOFF: Final = (30, 60, 120, 300, 600, 1800, 3600)
+# A definitive refusal (a 4xx) made nothing in Stripe; the credit is asked for again
+# after these delays, each time under a new key (a refused key replays its refusal),
+# then it is left ``failed`` for an operator to re-issue.
+REFUSAL_BACKOFF: Final = (300, 1800, 7200)
 
 
 def _outcome(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
@@ -46,7 +56,16 @@ def _outcome(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
         stripe_object_id=row.stripe_object_id,
         created_at=row.created_at,
         issued_at=row.issued_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
     )
+
+
+def _stripe_key(row: ServiceCredit) -> str:
+    """The idempotency key of the current attempt: a new one after each refusal."""
+    base = f"breach-{row.incident_id}"
+    return base if row.refusals == 0 else f"{base}-r{row.refusals}"
 
 
 async def _decide(usage: IncidentUsage, claim: schemas.IncidentClaim) -> ServiceCredit:
@@ -138,8 +157,10 @@ async def issue_breach_credit(incident_id: str) -> schemas.ServiceCreditOutcome:
                 "service_credit.decided", "service_credit", row.id, after=_outcome(row)
             )
     assert row is not None
-    if row.status in ("issued", "skipped"):
+    if row.status != "pending":
         return _outcome(row)
+    if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
+        return _outcome(row)  # backing off: the caller comes back at next_attempt_at
     return await _pay(row)
 
 
@@ -164,8 +185,11 @@ async def _pay(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
                 .first()
             )
             assert purchase is not None and purchase.stripe_payment_intent_id
+            found = await _already_made(row, payment_intent=purchase.stripe_payment_intent_id)
+            if found is not None:
+                return await _finish(row, "issued", found["id"], None, None)
             stripe_obj = await gw.refund(
-                key=f"breach-{row.incident_id}",
+                key=_stripe_key(row),
                 payment_intent=purchase.stripe_payment_intent_id,
                 amount=row.amount,
                 metadata=metadata,
@@ -196,20 +220,116 @@ async def _pay(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
                     row, "skipped", None, invoice["id"], "the latest paid invoice is fully credited"
                 )
             row.amount = amount
+            found = await _already_made(row, invoice=invoice["id"])
+            if found is not None:
+                return await _finish(row, "issued", found["id"], invoice["id"], None)
             stripe_obj = await gw.credit_note(
-                key=f"breach-{row.incident_id}",
+                key=_stripe_key(row),
                 invoice=invoice["id"],
                 amount=amount,
                 memo=row.reason,
                 metadata=metadata,
             )
             row.stripe_invoice_id = invoice["id"]
-    except (StripeUnavailable, StripeRejected) as e:
-        await ServiceCredit.update(
-            {ServiceCredit.last_error: e.detail, ServiceCredit.status: "failed"}
-        ).where(ServiceCredit.id == row.id)
-        raise
+    except UpstreamUnavailable as e:
+        return await _attempt_failed(row, e.detail, refused=False)
+    except StripeRejected as e:
+        return await _attempt_failed(row, e.detail, refused=True)
     return await _finish(row, "issued", stripe_obj["id"], row.stripe_invoice_id, None)
+
+
+async def _attempt_failed(
+    row: ServiceCredit, error: str, *, refused: bool
+) -> schemas.ServiceCreditOutcome:
+    """Schedule the next attempt by the policy above, or give the credit up to an operator."""
+    now = utcnow()
+    row.attempts += 1
+    row.last_error = error[:2000]
+    if refused:
+        row.refusals += 1
+        if row.refusals > len(REFUSAL_BACKOFF):
+            row.status, row.next_attempt_at = "failed", None
+        else:
+            delay = REFUSAL_BACKOFF[row.refusals - 1]
+            row.next_attempt_at = now + timedelta(seconds=delay)
+    else:
+        delay = TRANSIENT_BACKOFF[min(row.attempts, len(TRANSIENT_BACKOFF)) - 1]
+        row.next_attempt_at = now + timedelta(seconds=delay)
+    async with engine().transaction():
+        await row.save(
+            [
+                ServiceCredit.attempts,
+                ServiceCredit.last_error,
+                ServiceCredit.refusals,
+                ServiceCredit.status,
+                ServiceCredit.next_attempt_at,
+            ]
+        )
+        await audit.record(
+            "service_credit.failed" if row.status == "failed" else "service_credit.retrying",
+            "service_credit",
+            row.id,
+            after=_outcome(row),
+        )
+    log.warning(
+        "service credit attempt failed",
+        extra={
+            "service_credit_id": row.id,
+            "refused": refused,
+            "attempts": row.attempts,
+            "status": row.status,
+            "error": row.last_error,
+        },
+    )
+    return _outcome(row)
+
+
+async def reissue(credit_id: str) -> schemas.ServiceCreditOutcome:
+    """Ask for a ``failed`` credit again (an operator fixed the cause): back to pending.
+
+    The next attempt is made under a new idempotency key (the last one was refused),
+    after looking in Stripe for an object already made for this credit.
+    """
+    async with engine().transaction():
+        row = await ServiceCredit.objects().where(ServiceCredit.id == credit_id).lock_rows().first()
+        if row is None:
+            raise ServiceCreditNotFound(f"no service credit {credit_id!r}")
+        if row.status != "failed":
+            raise Conflict(
+                f"service credit {credit_id} is {row.status}; only a failed one is re-issued"
+            )
+        row.status, row.next_attempt_at = "pending", None
+        await row.save([ServiceCredit.status, ServiceCredit.next_attempt_at])
+        await audit.record("service_credit.reissued", "service_credit", row.id, after=_outcome(row))
+    assert row is not None
+    return _outcome(row)
+
+
+async def failed_ids() -> list[str]:
+    rows = await ServiceCredit.select(ServiceCredit.id).where(ServiceCredit.status == "failed")
+    return [str(r["id"]) for r in rows]
+
+
+async def get_credit(credit_id: str) -> schemas.ServiceCreditOutcome:
+    row = await ServiceCredit.objects().where(ServiceCredit.id == credit_id).first()
+    if row is None:
+        raise ServiceCreditNotFound(f"no service credit {credit_id!r}")
+    return _outcome(row)
+
+
+async def _already_made(
+    row: ServiceCredit, *, invoice: str | None = None, payment_intent: str | None = None
+) -> StripeDict | None:
+    """Before asking under a new key: the object an earlier attempt may have made.
+
+    Only after a refusal does the key change; a refused request made nothing, but
+    Stripe is asked rather than trusted to have behaved.
+    """
+    if row.refusals == 0:
+        return None
+    return await gateway().find_credit(
+        service_credit_id=row.id, invoice=invoice, payment_intent=payment_intent
+    )
 
 
 async def _finish(
@@ -224,7 +344,7 @@ async def _finish(
         row.stripe_object_id = stripe_id
         row.stripe_invoice_id = invoice_id
         row.issued_at = utcnow() if status == "issued" else None
-        row.last_error = None
+        row.next_attempt_at = None
         if status == "skipped":
             row.kind = "none"
             row.reason = note or row.reason
@@ -260,11 +380,13 @@ async def _finish(
 
 
 async def list_credits(
-    customer_id: str | None, limit: int, starting_after: str | None
+    customer_id: str | None, limit: int, starting_after: str | None, status: str | None = None
 ) -> tuple[list[schemas.ServiceCreditOutcome], bool]:
     query = ServiceCredit.objects().order_by(ServiceCredit.id, ascending=False).limit(limit + 1)
     if customer_id:
         query = query.where(ServiceCredit.customer_id == customer_id)
+    if status:
+        query = query.where(ServiceCredit.status == status)
     if starting_after:
         query = query.where(ServiceCredit.id < starting_after)
     rows = await query

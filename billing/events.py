@@ -277,6 +277,7 @@ async def _apply(event: dict[str, Any]) -> str:
     key = subscriptions.event_key(int(event.get("created", 0)), obj.get("status", ""), event["id"])
     if kind.startswith("customer.subscription."):
         await subscriptions.apply_remote(obj, event_key=key)
+        await _remember_saved_card(obj, "default_payment_method")
         return "subscription"
     if kind == "checkout.session.completed":
         return await _checkout_completed(obj, key)
@@ -285,6 +286,9 @@ async def _apply(event: dict[str, Any]) -> str:
         return "invoice"
     if kind.startswith("payment_intent."):
         await fasttrack.apply_payment_intent(obj)
+        if obj.get("status") == "succeeded" and obj.get("setup_future_usage"):
+            # Paid with `setup_future_usage`: Stripe attached the card for later use.
+            await _remember_saved_card(obj, "payment_method")
         return "payment_intent"
     if kind == "credit_note.created" or kind == "credit_note.voided":
         await _mirror_credit_note(obj)
@@ -292,6 +296,11 @@ async def _apply(event: dict[str, Any]) -> str:
     if kind in ("refund.created", "refund.updated"):
         await _mirror_refund(obj)
         return "refund"
+    if kind == "customer.created":
+        # Ours, when its create answered nothing we could read (a reservation left
+        # waiting for a retry that never came): the reservation is finished here.
+        adopted = await customers.adopt_stripe_customer(obj)
+        return "customer" if adopted else "ignored"
     if kind == "customer.updated":
         method = (obj.get("invoice_settings") or {}).get("default_payment_method")
         if isinstance(method, str):
@@ -308,11 +317,25 @@ async def _checkout_completed(session: dict[str, Any], key: str) -> str:
     sub_ref = session.get("subscription")
     if isinstance(sub_ref, dict):
         await subscriptions.apply_remote(sub_ref, event_key=key)
+        await _remember_saved_card(sub_ref, "default_payment_method")
     elif isinstance(sub_ref, str):
         # The session carries only the id; Stripe's object is the truth right now.
         remote = await gateway().retrieve_subscription(sub_ref)
         await subscriptions.apply_remote(remote, event_key=None)
+        # Checkout leaves the card as the subscription's default, not the customer's.
+        await _remember_saved_card(remote, "default_payment_method")
     return "subscription"
+
+
+async def _remember_saved_card(obj: dict[str, Any], field: str) -> None:
+    method = obj.get(field)
+    if isinstance(method, dict):
+        method = method.get("id")
+    stripe_customer = obj.get("customer")
+    if isinstance(stripe_customer, dict):
+        stripe_customer = stripe_customer.get("id")
+    if isinstance(method, str) and isinstance(stripe_customer, str):
+        await customers.remember_payment_method_if_unset(stripe_customer, method, utcnow())
 
 
 async def _customer_id(stripe_customer: Any) -> str | None:

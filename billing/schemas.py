@@ -290,3 +290,7 @@ class ServiceCreditOutcome(msgspec.Struct, frozen=True):
     stripe_object_id: str | None
     created_at: datetime
     issued_at: datetime | None
+    # While pending after a failed attempt: attempts so far, the last error, the next try.
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None

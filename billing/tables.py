@@ -52,6 +52,9 @@ class Customer(Table, tablename="customer"):
     business_hours = JSONB(null=True, default=None)
     stripe_customer_id = Varchar(length=100, null=True, default=None, unique=True)
     default_payment_method = Varchar(length=100, null=True, default=None)
+    # Set while a request creates the Stripe customer (the row is reserved first).
+    stripe_lease_until = Timestamptz(null=True, default=None)
+    request_key = Varchar(length=100, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -75,6 +78,9 @@ class Subscription(Table, tablename="subscription"):
     stripe_subscription_id = Varchar(length=100, null=True, default=None, unique=True)
     stripe_checkout_session_id = Varchar(length=100, null=True, default=None, unique=True)
     stripe_item_id = Varchar(length=100, null=True, default=None)
+    # Set while a request creates the Stripe subscription or Checkout Session.
+    stripe_lease_until = Timestamptz(null=True, default=None)
+    request_key = Varchar(length=100, null=True, default=None, index=True)
     # Order key of the last Stripe state applied (see subscriptions.event_key):
     # an older event never overwrites newer state.
     stripe_event_key = Varchar(length=160, default="")
@@ -110,6 +116,9 @@ class FastTrackPurchase(Table, tablename="fast_track_purchase"):
     stripe_payment_intent_id = Varchar(length=100, null=True, default=None, unique=True)
     failure_reason = Text(null=True, default=None)
     refunded_quantity = Integer(default=0)
+    # Set while a request creates the PaymentIntent or Checkout Session.
+    stripe_lease_until = Timestamptz(null=True, default=None)
+    request_key = Varchar(length=100, null=True, default=None, unique=True)
     created_at = Timestamptz(default=TimestamptzNow())
     paid_at = Timestamptz(null=True, default=None)
     expires_at = Timestamptz(null=True, default=None, index=True)
@@ -163,6 +172,10 @@ class ServiceCredit(Table, tablename="service_credit"):
     stripe_invoice_id = Varchar(length=100, null=True, default=None)
     period_start = Timestamptz(null=True, default=None)
     last_error = Text(null=True, default=None)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(null=True, default=None, index=True)
+    # Definitive refusals by Stripe so far: each re-issue asks under a new idempotency key.
+    refusals = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     issued_at = Timestamptz(null=True, default=None)
 
@@ -243,6 +256,15 @@ class StripeEvent(Table, tablename="stripe_event"):
     dead_at = Timestamptz(null=True, default=None, index=True)
 
 
+class StripeSyncState(Table, tablename="stripe_sync_state"):
+    """Cursors of the pulls from Stripe (``events``: every event created before
+    ``position`` is in the inbox)."""
+
+    name = Varchar(length=40, primary_key=True)
+    position = Timestamptz()
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
 TABLES: tuple[type[Table], ...] = (
     Plan,
     Customer,
@@ -256,4 +278,5 @@ TABLES: tuple[type[Table], ...] = (
     CreditNote,
     Refund,
     StripeEvent,
+    StripeSyncState,
 )

@@ -28,13 +28,14 @@ from sla.schemas import (
     SlaEvent,
     SlaStatus,
 )
+from workers import queue
 from workers.sla_jobs import schedule
 
 TAGS = ["incidents"]
 
 
 async def _changed(state: State, changed: service.Changed) -> Incident:
-    await schedule(state.redis, changed.jobs)
+    await queue.after_commit(schedule(state.redis, changed.jobs), "deadline checks")
     return changed.incident
 
 
@@ -53,7 +54,7 @@ async def _changed(state: State, changed: service.Changed) -> Incident:
 )
 async def open_incident(state: State, data: JSONBody[IncidentCreate]) -> Response[Incident]:
     opened = await service.open_incident(data)
-    await schedule(state.redis, opened.jobs)
+    await queue.after_commit(schedule(state.redis, opened.jobs), "deadline checks")
     return Response(
         opened.incident, status_code=HTTP_201_CREATED if opened.created else HTTP_200_OK
     )

@@ -237,7 +237,10 @@ async def redeliver_webhook(
 ) -> WebhookDelivery:
     row = await webhooks.redeliver(endpoint_id, delivery_id)
     if row.next_attempt_at is not None:  # None: a worker already made the attempt
-        await queue.enqueue_webhook_delivery(request.app.state.redis, row.id, row.next_attempt_at)
+        await queue.after_commit(
+            queue.enqueue_webhook_delivery(request.app.state.redis, row.id, row.next_attempt_at),
+            "the redelivery",
+        )
     return _delivery(row)
 
 
