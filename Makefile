@@ -6,12 +6,13 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint typecheck pytest bench clean reset key demo stripe-reference
+.PHONY: help install run test test-hostile lint typecheck pytest bench clean reset key demo stripe-reference
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
 	@echo "             migrate, seed, then the API and a worker (Ctrl-C stops all)"
 	@echo "make test  - lint (ruff), types (mypy), tests (pytest) against real PostgreSQL/Redis"
+	@echo "make test-hostile - the attacks of tests/hostile/ with a long schemathesis budget"
 	@echo "make bench - the benchmarks in bench/"
 	@echo "make key ROLE=helpdesk [NAME=me] - create an API key (admin, helpdesk or finance)"
 	@echo "make demo  - the API tour against a running make run (about two minutes)"
@@ -39,6 +40,11 @@ pytest: install
 	$(UV) run --frozen pytest
 
 test: lint typecheck pytest
+
+# CI runs tests/hostile/ with a small schemathesis budget (HOSTILE_MAX_EXAMPLES, default 10);
+# this is the long run: every operation, each role, all checks, stateful, more examples.
+test-hostile: install
+	HOSTILE_MAX_EXAMPLES=$${HOSTILE_MAX_EXAMPLES:-100} $(UV) run --frozen pytest tests/hostile -q -s
 
 ROLE ?= admin
 NAME ?= $(USER)

@@ -142,8 +142,28 @@ def stripe_sync_catalog() -> None:
             click.echo(f"synced {line}")
 
 
+@stripe_group.command("dead")
+@click.option("--limit", default=100, show_default=True, help="How many, newest first.")
+def stripe_dead(limit: int) -> None:
+    """List Stripe events stored dead (they cannot be applied as sent), with their error."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import events
+
+        rows = _run(lambda: events.dead(limit))
+        for row in rows:
+            click.echo(
+                f"{row['id']}  {row['type'] or '-'}  dead {row['dead_at']:%Y-%m-%d %H:%M}  "
+                f"attempts {row['attempts']}  {row['last_error']}"
+            )
+        if not rows:
+            click.echo("no dead events")
+
+
 @stripe_group.command("replay")
-@click.option("--failed", is_flag=True, help="Re-run every event whose last attempt failed.")
+@click.option(
+    "--failed", is_flag=True, help="Re-run every event whose last attempt failed, dead ones too."
+)
 @click.argument("event_ids", nargs=-1)
 def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
     """Apply stored Stripe events again (chosen ids, or --failed); safe to repeat."""

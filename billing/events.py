@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import asyncpg
 import msgspec
 import stripe
 
@@ -26,48 +29,159 @@ TOLERANCE_SECONDS = 300
 MAX_AUTOMATIC_ATTEMPTS = 10
 
 
-def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """The event in ``payload`` if Stripe signed it with ``secret`` within the tolerance."""
+# What the inbox can hold: the columns' sizes, and a tree jsonb and our code can walk.
+MAX_ID_LENGTH = 100
+MAX_TYPE_LENGTH = 100
+MAX_DEPTH = 64
+MAX_CREATED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A signed delivery as stored: the raw body, and the event when it can be applied.
+
+    ``problem`` says why it cannot (not JSON, no usable id/type/created, a NUL character
+    that jsonb cannot hold, nesting too deep): such an event is stored *dead*, answered 2xx
+    so that Stripe stops retrying, and waits for an operator (``stripe replay``).
+    """
+
+    id: str
+    type: str
+    created: int
+    raw: bytes
+    event: dict[str, Any] | None
+    problem: str | None
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _problem(event: Any) -> str | None:
+    """Why a decoded event cannot be applied, or None."""
+    if not isinstance(event, dict):
+        return "the body is not a JSON object"
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
+        return "id is not an evt_ string"
+    if len(event_id) > MAX_ID_LENGTH or "\x00" in event_id:
+        return f"id is longer than {MAX_ID_LENGTH} characters or holds NUL"
+    kind = event.get("type")
+    if not isinstance(kind, str) or not kind or len(kind) > MAX_TYPE_LENGTH or "\x00" in kind:
+        return f"type is not a string of 1 to {MAX_TYPE_LENGTH} characters"
+    created = event.get("created")
+    if isinstance(created, bool) or not isinstance(created, int) or not 0 <= created <= MAX_CREATED:
+        return "created is not a non-negative 64-bit integer"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "data.object is not an object"
+    if not _depth_ok(event, MAX_DEPTH):
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if _has_nul(event):
+        return "a string holds a NUL character (PostgreSQL cannot store it)"
+    return None
+
+
+def parse(raw: bytes) -> Inbound:
+    """The stored form of a delivery, whatever its body: never raises."""
+    event: Any = None
+    try:
+        event = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        problem: str | None = "the body is not JSON (or nests too deep to decode)"
+    else:
+        problem = _problem(event)
+    if problem is None:
+        return Inbound(event["id"], event["type"], event["created"], raw, event, None)
+    # An id of its own (the body's digest): a redelivery of the same body is a duplicate.
+    fallback = "invalid_" + hashlib.sha256(raw).hexdigest()[:48]
+    return Inbound(fallback, "", 0, raw, None, problem)
+
+
+def _check_time(signature: str) -> None:
+    """Refuse a signature dated further in the future than the tolerance (the SDK only
+    bounds its age)."""
+    for part in signature.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit() and int(value) > time.time() + TOLERANCE_SECONDS:
+            raise InvalidEvent(
+                "bad Stripe signature: its timestamp is in the future", field="Stripe-Signature"
+            )
+
+
+def verify(payload: bytes, signature: str | None, secret: str) -> Inbound:
+    """The delivery in ``payload`` if Stripe signed it with ``secret`` within the tolerance.
+
+    Only the signature decides: a signed body that cannot be applied comes back with its
+    ``problem`` set, to be stored dead rather than refused (Stripe would retry it forever).
+    """
     if not signature:
         raise InvalidEvent("missing Stripe-Signature header", field="Stripe-Signature")
     try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidEvent("the body is not UTF-8 JSON") from e
+    try:
         # Only the signature check: building SDK objects for every delivery costs more
         # than the rest of the ingest together.
-        stripe.WebhookSignature.verify_header(
-            payload.decode("utf-8"), signature, secret, TOLERANCE_SECONDS
-        )
+        stripe.WebhookSignature.verify_header(text, signature, secret, TOLERANCE_SECONDS)
     except stripe.SignatureVerificationError as e:
         raise InvalidEvent(
             f"bad Stripe signature: {e.user_message or e}", field="Stripe-Signature"
         ) from e
-    except UnicodeDecodeError as e:
-        raise InvalidEvent("the body is not UTF-8 JSON") from e
-    try:
-        event = msgspec.json.decode(payload)
-    except msgspec.DecodeError as e:
-        raise InvalidEvent("the body is not JSON") from e
-    if (
-        not isinstance(event, dict)
-        or not str(event.get("id", "")).startswith("evt_")
-        or not isinstance(event.get("data"), dict)
-        or not isinstance(event["data"].get("object"), dict)
-        or "type" not in event
-    ):
-        raise InvalidEvent("the body is not a Stripe event")
-    return event
+    _check_time(signature)
+    return parse(payload)
 
 
-async def store(event: dict[str, Any], raw: bytes | None = None) -> bool:
-    """Keep the raw event; False when this id was already received (a duplicate)."""
+async def store(event: dict[str, Any] | Inbound, raw: bytes | None = None) -> bool:
+    """Keep the delivery; False when this id was already received (a duplicate).
+
+    The raw body is kept as received; the parsed copy (``payload``) only for an event that
+    can be applied. One that cannot is stored dead with its problem as the last error.
+    """
+    if not isinstance(event, Inbound):
+        event = parse(raw if raw is not None else msgspec.json.encode(event))
+    now = utcnow()
     inserted = await StripeEvent.raw(
-        "INSERT INTO stripe_event (id, type, created, payload, received_at, attempts)"
-        " VALUES ({}, {}, {}, {}::jsonb, {}, 0) ON CONFLICT (id) DO NOTHING RETURNING id",
-        event["id"],
-        event["type"],
-        int(event.get("created", 0)),
-        raw.decode() if raw is not None else json.dumps(event),
-        utcnow(),
+        "INSERT INTO stripe_event"
+        " (id, type, created, body, payload, received_at, attempts, dead_at, last_error)"
+        " VALUES ({}, {}, {}, {}, {}::jsonb, {}, 0, {}, {})"
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        event.id,
+        event.type,
+        event.created,
+        event.raw,
+        None if event.event is None else msgspec.json.encode(event.event).decode(),
+        now,
+        None if event.problem is None else now,
+        event.problem,
     )
+    if inserted and event.problem is not None:
+        log.warning("stripe delivery stored dead: %s", event.problem, extra={"event_id": event.id})
     return bool(inserted)
 
 
@@ -91,8 +205,16 @@ async def process(event_id: str) -> str:
                 return "missing-or-busy"
             if row.processed_at is not None:
                 return "already-processed"
+            if row.dead_at is not None:
+                return "dead"
+            payload = row.payload
+            if payload is None:  # stored dead, now replayed: parse the raw body again
+                parsed = parse(bytes(row.body or b""))
+                if parsed.problem is not None:
+                    raise InvalidEvent(parsed.problem)
+                payload = parsed.event
             with acting_as(f"stripe:{event_id}"):
-                outcome = await _apply(row.payload)
+                outcome = await _apply(payload)
             await StripeEvent.update(
                 {
                     StripeEvent.attempts: row.attempts + 1,
@@ -100,6 +222,18 @@ async def process(event_id: str) -> str:
                     StripeEvent.last_error: None,
                 }
             ).where(StripeEvent.id == event_id)
+    except POISON as e:
+        # Signed by Stripe but not applicable as it is (a malformed amount, a missing
+        # field): retrying cannot help. Dead until an operator replays it after a fix.
+        log.warning("stripe event %s is dead: %r", event_id, e, extra={"event_id": event_id})
+        await StripeEvent.update(
+            {
+                StripeEvent.attempts: StripeEvent.attempts + 1,
+                StripeEvent.last_error: repr(e)[:2000],
+                StripeEvent.dead_at: utcnow(),
+            }
+        ).where(StripeEvent.id == event_id)
+        return "dead"
     except Exception as e:
         # The transaction rolled back; the failure is recorded on its own for replay.
         log.exception("stripe event %s failed", event_id)
@@ -111,6 +245,21 @@ async def process(event_id: str) -> str:
         ).where(StripeEvent.id == event_id)
         raise
     return outcome
+
+
+# Failures that are the event's own (its data), not the moment's (a database or Stripe
+# outage): the first makes it dead, the second is retried.
+POISON: tuple[type[BaseException], ...] = (
+    InvalidEvent,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+    asyncpg.exceptions.DataError,
+)
 
 
 async def _apply(event: dict[str, Any]) -> str:
@@ -375,6 +524,8 @@ async def pending(limit: int = 500, min_age_seconds: int = 10) -> list[tuple[str
             & (StripeEvent.received_at < utcnow() - timedelta(seconds=min_age_seconds))
             # After this many failures an event waits for `support-billing stripe replay`.
             & (StripeEvent.attempts < MAX_AUTOMATIC_ATTEMPTS)
+            # A dead event waits for an operator: retrying it cannot help.
+            & StripeEvent.dead_at.is_null()
         )
         .order_by(StripeEvent.created)
         .limit(limit)
@@ -382,13 +533,33 @@ async def pending(limit: int = 500, min_age_seconds: int = 10) -> list[tuple[str
     return [(str(r["id"]), int(r["attempts"])) for r in rows]
 
 
+async def dead(limit: int = 100) -> list[dict[str, Any]]:
+    """Dead events, newest first: what an operator looks at before a replay."""
+    rows: list[dict[str, Any]] = (
+        await StripeEvent.select(
+            StripeEvent.id,
+            StripeEvent.type,
+            StripeEvent.received_at,
+            StripeEvent.dead_at,
+            StripeEvent.attempts,
+            StripeEvent.last_error,
+        )
+        .where(StripeEvent.dead_at.is_not_null())
+        .order_by(StripeEvent.dead_at, ascending=False)
+        .limit(limit)
+    )
+    return rows
+
+
 async def mark_for_replay(event_ids: list[str] | None, failed_only: bool) -> list[str]:
     """Reset chosen (or all failed) events so their jobs apply them again."""
-    query = StripeEvent.update({StripeEvent.processed_at: None})
+    query = StripeEvent.update({StripeEvent.processed_at: None, StripeEvent.dead_at: None})
     if event_ids:
         query = query.where(StripeEvent.id.is_in(event_ids))
     elif failed_only:
-        query = query.where(StripeEvent.last_error.is_not_null())
+        query = query.where(
+            StripeEvent.last_error.is_not_null() | StripeEvent.dead_at.is_not_null()
+        )
     else:
         raise ValueError("name events or ask for the failed ones")
     rows = await query.returning(StripeEvent.id)

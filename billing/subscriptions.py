@@ -472,8 +472,13 @@ def key_time(key: str) -> datetime:
 async def _live_with_item(customer_id: str) -> tuple[Customer, Subscription]:
     cust = await customers.get_row(customer_id)
     row = await current_row(customer_id)
-    if row is None or row.status not in LIVE_STATUSES or not row.stripe_subscription_id:
-        raise SubscriptionNotFound(f"customer {customer_id!r} has no live subscription to change")
+    if row is None:
+        raise SubscriptionNotFound(f"customer {customer_id!r} has no subscription to change")
+    if row.status not in LIVE_STATUSES or not row.stripe_subscription_id:
+        # It exists but cannot change now (checkout pending, canceled): a state conflict.
+        raise SubscriptionConflict(
+            f"customer {customer_id!r} has no live subscription to change (it is {row.status})"
+        )
     if row.stripe_item_id is None:
         remote = await gateway().retrieve_subscription(row.stripe_subscription_id)
         async with engine().transaction():

@@ -6,6 +6,7 @@ from piccolo.columns import (
     JSONB,
     BigInt,
     Boolean,
+    Bytea,
     Integer,
     Text,
     Timestamptz,
@@ -243,11 +244,16 @@ class StripeEvent(Table, tablename="stripe_event"):
     id = Varchar(length=100, primary_key=True)  # Stripe's evt_ id
     type = Varchar(length=100, index=True)
     created = BigInt()
-    payload = JSONB()
+    # ``body`` as Stripe sent it; ``payload`` is its parsed copy, only for an event that
+    # can be applied (jsonb cannot hold NUL, and a tree is only as sane as its sender).
+    body = Bytea(null=True, default=None)
+    payload = JSONB(null=True, default=None)
     received_at = Timestamptz(default=TimestamptzNow())
     processed_at = Timestamptz(null=True, default=None, index=True)
     attempts = Integer(default=0)
     last_error = Text(null=True, default=None)
+    # Set when the event cannot be applied as it is: no automatic retry, `stripe replay`.
+    dead_at = Timestamptz(null=True, default=None, index=True)
 
 
 class StripeSyncState(Table, tablename="stripe_sync_state"):

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
 from common import leases
 from common.clock import utcnow
-from common.errors import Busy, InvalidRequest
+from common.errors import BadRequest, Busy, InvalidRequest
 from common.ids import new_id
 from common.tables import IdempotencyRecord
 
 MAX_KEY_LENGTH = 255
+# Visible ASCII, as Stripe accepts: the key is compared byte for byte and shown in logs.
+_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$")
+
+
+class InvalidIdempotencyKey(BadRequest):
+    """The header itself is unusable (empty, too long, not visible ASCII)."""
+
+    title = "Invalid Idempotency-Key"
 
 
 class IdempotencyKeyReused(InvalidRequest):
@@ -40,6 +49,15 @@ class Claim:
     request_key: str
 
 
+def check_key(key: str) -> None:
+    """Refuse an ``Idempotency-Key`` that is empty, too long or not visible ASCII."""
+    if not _KEY.match(key):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters",
+            field="Idempotency-Key",
+        )
+
+
 def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
     digest = hashlib.sha256()
     for part in (method.upper().encode(), path.encode(), query.encode(), body):
@@ -64,10 +82,7 @@ async def claim(
     runs again, and the services make that second run converge on what the first one
     did (reserved rows, the same Stripe idempotency keys).
     """
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", field="Idempotency-Key"
-        )
+    check_key(key)
     now = utcnow()
     record_id = new_id("idem")
     identity = request_key(api_key_id, key)

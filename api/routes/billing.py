@@ -31,6 +31,7 @@ from billing import (
 from common.clock import utcnow
 from common.config import Settings
 from common.errors import InvalidRequest
+from common.schemas import INT32_MAX, AwareDatetime, RequestBody
 from sla import enforcement
 from workers import queue
 from workers.sla_jobs import schedule
@@ -71,7 +72,7 @@ async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
 )
 async def get_plan(
     code: FromPath[str],
-    version: Annotated[int | None, QueryParameter(ge=1)] = None,
+    version: Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX)] = None,
 ) -> schemas.Plan:
     return await catalog.get_plan(code, version)
 
@@ -161,8 +162,8 @@ async def get_subscription(customer_id: FromPath[str]) -> schemas.Subscription:
     return await subscriptions.get_current(customer_id)
 
 
-class ChangeRequest(schemas.SubscriptionChange, kw_only=True, forbid_unknown_fields=True):
-    proration_date: datetime | None = None
+class ChangeRequest(schemas.SubscriptionChange, kw_only=True):
+    proration_date: AwareDatetime | None = None
 
 
 @post(
@@ -208,8 +209,8 @@ async def cancel_subscription(
     return await subscriptions.cancel(customer_id, at_period_end)
 
 
-class PortalRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    return_url: str | None = None
+class PortalRequest(RequestBody, kw_only=True):
+    return_url: schemas.HttpUrl | None = None
 
 
 @post(
@@ -254,7 +255,7 @@ async def list_fast_track(customer_id: FromPath[str]) -> Page[schemas.FastTrackP
     return Page(data=await fasttrack.list_purchases(customer_id), has_more=False)
 
 
-class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class RefundRequest(RequestBody, kw_only=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
 
 
@@ -316,6 +317,7 @@ class WebhookAck(msgspec.Struct, frozen=True):
     received: bool
     duplicate: bool
     id: str
+    dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)
 
 
 @post(
@@ -331,13 +333,21 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     settings: Settings = state.settings
     secret = settings.webhook_secret
     payload = await request.body()
-    event = events.verify(payload, request.headers.get("stripe-signature"), secret)
-    fresh = await events.store(event, payload)
-    if fresh:
+    inbound = events.verify(payload, request.headers.get("stripe-signature"), secret)
+    fresh = await events.store(inbound)
+    if fresh and inbound.problem is None:
         await queue.after_commit(
-            queue.enqueue_stripe_event(state.redis, event["id"]), "the Stripe event"
+            queue.enqueue_stripe_event(state.redis, inbound.id), "the Stripe event"
         )
-    return WebhookAck(received=True, duplicate=not fresh, id=event["id"])
+    # A signed event that cannot be applied is kept dead and still answered 2xx: Stripe
+    # would otherwise redeliver it for days, failing the same way each time.
+    return WebhookAck(
+        received=True, duplicate=not fresh, id=inbound.id, dead=inbound.problem is not None
+    )
+
+
+# Stored as sent and verified on the exact bytes: the input boundary checks only size.
+RAW_BODY_PATHS = frozenset({"/v1/stripe/webhook"})
 
 
 # ---------------------------------------------------------------- finance

@@ -471,9 +471,13 @@ async def test_allowance_counts_incidents_and_flags_overage(
         ("fast-track-purchases", None, {"quantity": 0, "mode": "checkout"}, 400),
         ("fast-track-purchases", None, {"quantity": 1000, "mode": "checkout"}, 400),
         ("fast-track-purchases", None, {"quantity": 1, "mode": "cash"}, 400),
-        ("entitlements", {"at": "2999-01-01T00:00:00Z"}, None, 422),
+        # well-formed but in the future: the service refuses it (422)
+        ("entitlements", {"at": "2099-01-01T00:00:00Z"}, None, 422),
+        # not a time the contract accepts: outside the range, no offset, not RFC 3339 (400)
+        ("entitlements", {"at": "2999-01-01T00:00:00Z"}, None, 400),
         ("entitlements", {"at": "yesterday"}, None, 400),
-        ("entitlements", {"at": "2026-01-01T00:00:00"}, None, 422),
+        ("entitlements", {"at": "2026-01-01T00:00:00"}, None, 400),
+        ("entitlements", {"at": "1767225600"}, None, 400),
     ],
 )
 async def test_bad_fast_track_and_entitlement_input(
