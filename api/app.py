@@ -35,7 +35,7 @@ log = logging.getLogger("api")
 ROUTES: Sequence[ControllerRouterHandler] = (
     system.health,
     system.ready,
-    audit_routes.list_audit_log,
+    audit_routes.AuditLogController,
     *billing_routes.ROUTES,
     *incident_routes.ROUTES,
     *webhook_routes.ROUTES,
