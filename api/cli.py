@@ -148,9 +148,9 @@ def stripe_dead(limit: int) -> None:
     """List Stripe events stored dead (they cannot be applied as sent), with their error."""
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import events
+        from billing import inbox
 
-        rows = _run(lambda: events.dead(limit))
+        rows = _run(lambda: inbox.dead(limit))
         for row in rows:
             click.echo(
                 f"{row['id']}  {row['type'] or '-'}  dead {row['dead_at']:%Y-%m-%d %H:%M}  "
@@ -171,7 +171,7 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
         raise click.UsageError("name event ids or pass --failed")
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import events
+        from billing import inbox
         from billing.stripe_gateway import close, configure_from_settings
         from common.audit import acting_as
 
@@ -181,9 +181,9 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
             results = []
             try:
                 with acting_as("cli:replay"):
-                    for event_id in await events.mark_for_replay(list(event_ids), failed):
+                    for event_id in await inbox.mark_for_replay(list(event_ids), failed):
                         try:
-                            results.append((event_id, await events.process(event_id)))
+                            results.append((event_id, await inbox.process(event_id)))
                         except Exception as e:  # report each failure and go on with the rest
                             results.append((event_id, f"failed: {e!r}"))
             finally:

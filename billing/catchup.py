@@ -16,7 +16,7 @@ from typing import Final
 
 import msgspec
 
-from billing import events
+from billing import inbox
 from billing.stripe_gateway import gateway
 from billing.tables import StripeSyncState
 from common.clock import utcnow
@@ -81,7 +81,7 @@ async def catch_up(*, since: datetime | None = None, max_windows: int = 48) -> C
             for event in data:
                 seen += 1
                 raw = msgspec.json.encode(event)
-                if await events.store(event, raw):
+                if await inbox.store(event, raw):
                     stored.append(str(event["id"]))
             if not page.get("has_more") or not data:
                 break

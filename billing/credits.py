@@ -1,4 +1,4 @@
-"""Service credits for broken promises: the pure policy and its execution in Stripe."""
+"""Service credits for broken promises: decided once (``credit_policy``), paid in Stripe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Final
 
 import msgspec
 
-from billing import catalog, entitlements, schemas
+from billing import catalog, credit_policy, entitlements, schemas
 from billing.exceptions import ServiceCreditNotFound, StripeRejected
 from billing.stripe_gateway import StripeDict, gateway
 from billing.tables import (
@@ -23,14 +23,7 @@ from common.clock import utcnow
 from common.db import engine
 from common.errors import Conflict, NotFound, UpstreamUnavailable
 from common.ids import new_id
-from common.money import Money, percent_of
-
-
-def plan_credit_amount(monthly_fee: int, percent: int, cap_percent: int, already: int) -> int:
-    """The credit for one breach: ``percent`` of the fee, within what the period cap leaves."""
-    cap = percent_of(monthly_fee, cap_percent)
-    return max(0, min(percent_of(monthly_fee, percent), cap - already))
-
+from common.money import Money
 
 log = logging.getLogger("billing.credits")
 
@@ -69,19 +62,9 @@ def _stripe_key(row: ServiceCredit) -> str:
 
 
 async def _decide(usage: IncidentUsage, claim: schemas.IncidentClaim) -> ServiceCredit:
-    """Work out the credit (not yet issued) from the snapshot the incident was opened under."""
+    """The credit (not yet issued), from the snapshot the incident was opened under."""
     ent = claim.entitlement
-    row = ServiceCredit(
-        id=new_id("scr"),
-        incident_id=usage.incident_id,
-        customer_id=usage.customer_id,
-        kind="none",
-        amount=0,
-        currency="usd",
-        status="skipped",
-        created_at=utcnow(),
-        period_start=ent.period_start,
-    )
+    payment = None
     if claim.fast_track_used and claim.fast_track_purchase_id:
         purchase = (
             await FastTrackPurchase.objects()
@@ -89,38 +72,34 @@ async def _decide(usage: IncidentUsage, claim: schemas.IncidentClaim) -> Service
             .first()
         )
         if purchase is not None and purchase.stripe_payment_intent_id:
-            row.kind, row.amount, row.currency = "refund", purchase.unit_amount, purchase.currency
-            row.reason = "fast-track response deadline missed: the fast-track payment is refunded"
-            row.status = "pending"
-            return row
-    if ent.subscription_id is None or ent.credit_policy is None or ent.plan_id is None:
-        row.reason = f"no service credit on the {ent.tier} tier"
-        return row
-    plan = await catalog.plan_by_id(ent.plan_id)
-    sub = await Subscription.objects().where(Subscription.id == ent.subscription_id).first()
-    interval = sub.interval if sub else "month"
-    fee = entitlements.monthly_fee(plan, interval)
-    already = await _credited_in_period(usage.customer_id, ent.period_start)
-    amount = plan_credit_amount(
-        fee.amount,
-        plan.credit_policy.percent_per_breach,
-        plan.credit_policy.cap_percent_per_period,
-        already,
-    )
-    row.currency = fee.currency
-    if amount <= 0:
-        row.reason = (
-            "no credit: the plan grants none"
-            if plan.credit_policy.percent_per_breach == 0
-            else "no credit: this period's cap is reached"
+            payment = credit_policy.FastTrackPayment(purchase.unit_amount, purchase.currency)
+    terms = None
+    already = 0
+    if payment is None and ent.subscription_id and ent.credit_policy and ent.plan_id:
+        plan = await catalog.plan_by_id(ent.plan_id)
+        sub = await Subscription.objects().where(Subscription.id == ent.subscription_id).first()
+        terms = credit_policy.PlanTerms(
+            name=plan.name,
+            monthly_fee=entitlements.monthly_fee(plan, sub.interval if sub else "month"),
+            percent_per_breach=plan.credit_policy.percent_per_breach,
+            cap_percent_per_period=plan.credit_policy.cap_percent_per_period,
         )
-        return row
-    row.kind, row.amount, row.status = "credit_note", amount, "pending"
-    row.reason = (
-        f"{plan.credit_policy.percent_per_breach}% of the {plan.name} monthly fee for a "
-        "missed response deadline"
+        already = await _credited_in_period(usage.customer_id, ent.period_start)
+    decision = credit_policy.decide(
+        tier=ent.tier, fast_track=payment, plan=terms, credited_this_period=already
     )
-    return row
+    return ServiceCredit(
+        id=new_id("scr"),
+        incident_id=usage.incident_id,
+        customer_id=usage.customer_id,
+        kind=decision.kind,
+        amount=decision.amount,
+        currency=decision.currency,
+        status="skipped" if decision.kind == "none" else "pending",
+        reason=decision.reason,
+        created_at=utcnow(),
+        period_start=ent.period_start,
+    )
 
 
 async def _credited_in_period(customer_id: str, period_start: datetime | None) -> int:

@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from billing import catalog, customers, entitlements, reservations, schemas
+from billing import catalog, customers, entitlements, ordering, reservations, schemas
 from billing.exceptions import (
     PaymentDeclined,
     PlanNotFound,
@@ -27,17 +27,6 @@ from common.money import Money
 log = logging.getLogger("billing.subscriptions")
 
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused")
-# Tie-break for events stamped in the same second: later lifecycle stages win.
-_STATUS_RANK = {
-    "incomplete": 0,
-    "trialing": 1,
-    "active": 2,
-    "past_due": 3,
-    "unpaid": 4,
-    "paused": 4,
-    "incomplete_expired": 5,
-    "canceled": 6,
-}
 
 
 def _ts(value: int | None) -> datetime | None:
@@ -327,8 +316,8 @@ def _price_id(remote: StripeDict) -> str | None:
 
 
 def event_key(created: int, status: str, event_id: str) -> str:
-    """A total order of events: Stripe's created, then lifecycle rank, then the id."""
-    return f"{created:012d}:{_STATUS_RANK.get(status, 2)}:{event_id}"
+    """The ordering key (``billing.ordering``) of an event about a subscription."""
+    return ordering.event_key(created, ordering.SUBSCRIPTION_STAGES.get(status, 2), event_id)
 
 
 async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscription | None:
@@ -348,9 +337,9 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         row = await Subscription.objects().where(Subscription.id == row.id).lock_rows().first()
         assert row is not None
     stored = row.stripe_event_key if row is not None else ""
-    # An object straight from Stripe's API (no event) is newer than anything applied so far.
-    key = max(event_key_now(remote), stored + "+") if event_key is None else event_key
-    stale = bool(stored) and stored >= key
+    stage = ordering.SUBSCRIPTION_STAGES.get(remote.get("status", "active"), 2)
+    key = ordering.api_key(stored, stage, utcnow()) if event_key is None else event_key
+    stale = not ordering.applies(key, stored)
     price_id = _price_id(remote)
     plan = await catalog.plan_by_price(price_id) if price_id else None
     if plan is None and meta.get("plan_id"):
@@ -376,13 +365,13 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
                 id=new_id("subh"),
                 subscription_id=row.id,
                 customer_id=row.customer_id,
-                effective_at=key_time(key),
+                effective_at=ordering.key_time(key),
                 plan_id=plan.id,
                 status=status,
                 interval=interval,
                 current_period_start=_ts(item.get("current_period_start")),
                 current_period_end=_ts(item.get("current_period_end")),
-                past_due_since=key_time(key) if status == "past_due" else None,
+                past_due_since=ordering.key_time(key) if status == "past_due" else None,
             )
         )
         return row
@@ -397,7 +386,7 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         )
     past_due_since: datetime | None = row.past_due_since
     if status == "past_due" and past_due_since is None:
-        past_due_since = key_time(key)
+        past_due_since = ordering.key_time(key)
     elif status != "past_due":
         past_due_since = None
     row.plan_id, row.plan_code, row.plan_version = plan.id, plan.code, plan.version
@@ -419,7 +408,7 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
     await row.save()
     after = to_schema(row)
     if before is None or _entitling(before) != _entitling(after):
-        effective = key_time(key)
+        effective = ordering.key_time(key)
         await SubscriptionHistory.insert(
             SubscriptionHistory(
                 id=new_id("subh"),
@@ -458,15 +447,6 @@ def _entitling(s: schemas.Subscription) -> tuple[Any, ...]:
         s.current_period_end,
         s.cancel_at_period_end,
     )
-
-
-def event_key_now(remote: StripeDict) -> str:
-    now = int(utcnow().timestamp())
-    return event_key(now, remote.get("status", "active"), "api")
-
-
-def key_time(key: str) -> datetime:
-    return datetime.fromtimestamp(int(key.split(":", 1)[0]), UTC)
 
 
 async def _live_with_item(customer_id: str) -> tuple[Customer, Subscription]:

@@ -204,7 +204,8 @@ class Invoice(Table, tablename="invoice"):
     hosted_invoice_url = Text(null=True, default=None)
     lines = JSONB(default=[])
     stripe_object = JSONB(default={})
-    stripe_event_created = BigInt(default=0)
+    # The ordering key (billing.ordering) of the event the row was last built from.
+    stripe_event_key = Varchar(length=160, default="")
 
 
 class CreditNote(Table, tablename="credit_note"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from arq import cron
 
-from billing import catchup, entitlements, events, fasttrack, reservations, usage
+from billing import catchup, entitlements, fasttrack, inbox, reservations, usage
 from common.config import get_settings
 from common.errors import UpstreamUnavailable
 from workers import queue
@@ -26,13 +26,13 @@ def _every(seconds: int) -> dict[str, Any]:
 
 @retry_on_outage
 async def process_stripe_event(ctx: dict[str, Any], event_id: str) -> str:
-    return await events.process(event_id)
+    return await inbox.process(event_id)
 
 
 @retry_on_outage
 async def sweep_stripe_events(ctx: dict[str, Any]) -> int:
     """Re-enqueue stored events not yet applied (lost Redis, crashed worker)."""
-    pending = await events.pending()
+    pending = await inbox.pending()
     for event_id, attempts in pending:
         # A fresh job id per attempt: arq keeps the failed first job's id for a while.
         await queue.enqueue_stripe_replay(ctx["redis"], event_id, str(attempts))

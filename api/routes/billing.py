@@ -22,9 +22,9 @@ from billing import (
     credits,
     customers,
     entitlements,
-    events,
     fasttrack,
     finance,
+    inbox,
     schemas,
     subscriptions,
 )
@@ -333,8 +333,8 @@ async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> Webho
     settings: Settings = state.settings
     secret = settings.webhook_secret
     payload = await request.body()
-    inbound = events.verify(payload, request.headers.get("stripe-signature"), secret)
-    fresh = await events.store(inbound)
+    inbound = inbox.verify(payload, request.headers.get("stripe-signature"), secret)
+    fresh = await inbox.store(inbound)
     if fresh and inbound.problem is None:
         await queue.after_commit(
             queue.enqueue_stripe_event(state.redis, inbound.id), "the Stripe event"

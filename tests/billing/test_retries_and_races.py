@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from billing import events
+from billing import inbox
 from billing.tables import Customer, FastTrackLedger, FastTrackPurchase, Subscription
 from common import idempotency
 from common.clock import frozen, utcnow
@@ -181,7 +181,7 @@ async def test_a_slow_stripe_answer_after_the_webhook_is_still_the_one_subscript
             headers={"Stripe-Signature": sign(body, stripe_emu.secret)},
         )
         assert stored.status_code == 200
-        await events.process(event["id"])
+        await inbox.process(event["id"])
     stripe_emu.mark_seen(fresh)
     assert not creating.done()  # the API has not heard back yet
     r = await creating

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
-from billing import events
+from billing import inbox
 from billing.tables import StripeEvent
 from tests.billing.conftest import sign
 from workers.queue import QUEUE_NAME
@@ -91,9 +91,9 @@ async def test_a_signed_poison_event_is_stored_dead_and_answered_2xx_once(
     assert again.json() == {**first.json(), "duplicate": True}
     assert await StripeEvent.count() == 1
     assert await redis.zcard(QUEUE_NAME) == 0
-    assert await events.pending(min_age_seconds=0) == []
-    assert await events.process(row.id) == "dead"
-    assert [r["id"] for r in await events.dead()] == [row.id]
+    assert await inbox.pending(min_age_seconds=0) == []
+    assert await inbox.process(row.id) == "dead"
+    assert [r["id"] for r in await inbox.dead()] == [row.id]
 
 
 async def test_a_signed_event_with_a_malformed_amount_is_dead_after_one_attempt(
@@ -103,12 +103,12 @@ async def test_a_signed_event_with_a_malformed_amount_is_dead_after_one_attempt(
     body = json.dumps(_event(id="evt_amount", type="refund.created", data={"object": refund}))
     r = await _deliver(client, body.encode())
     assert r.status_code == 200 and r.json()["dead"] is False  # it parses; applying fails
-    assert await events.process("evt_amount") == "dead"
+    assert await inbox.process("evt_amount") == "dead"
     row = await StripeEvent.objects().where(StripeEvent.id == "evt_amount").first()
     assert row is not None and row.attempts == 1 and row.dead_at is not None
     assert "lots" in (row.last_error or "")
-    assert await events.pending(min_age_seconds=0) == []  # the sweep will not retry it
-    assert await events.process("evt_amount") == "dead"
+    assert await inbox.pending(min_age_seconds=0) == []  # the sweep will not retry it
+    assert await inbox.process("evt_amount") == "dead"
     row = await StripeEvent.objects().where(StripeEvent.id == "evt_amount").first()
     assert row is not None and row.attempts == 1
 
