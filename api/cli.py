@@ -79,14 +79,14 @@ def seed() -> None:
 
 async def _seed_catalog(settings: Settings) -> None:
     """Seed the catalog when empty, then make sure Stripe has its products and prices."""
-    from billing import catalog
+    from billing import seed, stripe_catalog
     from billing.stripe_gateway import close, configure_from_settings
 
     configure_from_settings(settings)
     try:
-        created = await catalog.seed_if_empty()
+        created = await seed.seed_if_empty()
         click.echo(f"catalog: {'seeded ' + ', '.join(created) if created else 'already present'}")
-        synced = await catalog.sync_to_stripe()
+        synced = await stripe_catalog.sync_to_stripe()
         click.echo(f"stripe: {len(synced)} plan version(s) synced")
     finally:
         await close()
@@ -127,14 +127,14 @@ def stripe_sync_catalog() -> None:
     """Create the Products and Prices (lookup keys <plan>_v<version>_<interval>) in Stripe."""
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import catalog
+        from billing import stripe_catalog
         from billing.stripe_gateway import close, configure_from_settings
 
         configure_from_settings(settings)
 
         async def sync() -> list[str]:
             try:
-                return await catalog.sync_to_stripe()
+                return await stripe_catalog.sync_to_stripe()
             finally:
                 await close()
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from billing import catalog
+from billing import seed, stripe_catalog
 from common.embedded import Services
 
 
@@ -123,8 +123,8 @@ def deliver(
 
 @pytest.fixture
 async def seeded(clean_db: None) -> list[str]:
-    created = await catalog.seed_if_empty()
-    await catalog.sync_to_stripe()
+    created = await seed.seed_if_empty()
+    await stripe_catalog.sync_to_stripe()
     return created
 
 

@@ -38,9 +38,9 @@ async def customer(
 
 @pytest.fixture
 async def seeded(clean_db: None) -> list[str]:
-    from billing import catalog
+    from billing import seed
 
-    return await catalog.seed_if_empty()
+    return await seed.seed_if_empty()
 
 
 @pytest.mark.parametrize("quantity", ["1", 1.0, 1e2, True, "1e2"])
