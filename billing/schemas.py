@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from common.money import Currency, Money
-from common.schemas import NonNegativeInt32, RequestBody
+from common.schemas import AwareDatetime, NonNegativeInt32, RequestBody
 
 Priority = Literal["p1", "p2", "p3", "p4"]
 PRIORITIES: tuple[Priority, ...] = ("p1", "p2", "p3", "p4")
@@ -296,3 +296,71 @@ class ServiceCreditOutcome(msgspec.Struct, frozen=True):
     attempts: int = 0
     last_error: str | None = None
     next_attempt_at: datetime | None = None
+
+
+# ---------------------------------------------------------------- finance (the Stripe mirror)
+
+
+class InvoiceLine(msgspec.Struct, frozen=True):
+    description: str | None
+    amount: int
+
+
+class InvoiceView(msgspec.Struct, frozen=True):
+    id: str
+    stripe_invoice_id: str
+    customer_id: str | None
+    subscription_id: str | None
+    number: str | None
+    status: str
+    billing_reason: str | None
+    currency: str
+    subtotal: Money
+    tax: Money
+    total: Money
+    amount_paid: Money
+    amount_due: Money
+    period_start: datetime | None
+    period_end: datetime | None
+    created: datetime
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    hosted_invoice_url: str | None
+    lines: list[InvoiceLine]
+
+
+class CreditNoteView(msgspec.Struct, frozen=True):
+    id: str
+    stripe_credit_note_id: str
+    stripe_invoice_id: str
+    customer_id: str | None
+    number: str | None
+    status: str
+    amount: Money
+    reason: str | None
+    memo: str | None
+    created: datetime
+
+
+# ---------------------------------------------------------------- requests on a customer's billing
+
+
+class SubscriptionChangeRequest(SubscriptionChange, kw_only=True):
+    """A change of plan or interval; ``proration_date`` is the preview's, to match it."""
+
+    proration_date: AwareDatetime | None = None
+
+
+class PortalRequest(RequestBody, kw_only=True):
+    return_url: HttpUrl | None = None
+
+
+class RefundRequest(RequestBody, kw_only=True):
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+
+
+class StripeWebhookAck(msgspec.Struct, frozen=True):
+    received: bool
+    duplicate: bool
+    id: str
+    dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)
