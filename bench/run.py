@@ -55,13 +55,16 @@ class Profile:
     burst: int  # incidents due within the burst window
     burst_spread: float
     burst_lead: float
+    burst_grace: float  # how long past the last deadline the run waits
     burst_one_worker: int
     api_scale: tuple[int, ...]
     peers_djstripe: bool
 
 
-QUICK = Profile("quick", 2_000, 10_000, 5_000, 3, 12_000, 2_000, 10, 8, 0, (), False)
-FULL = Profile("full", 10_000, 100_000, 50_000, 6, 40_000, 100_000, 60, 35, 10_000, (2, 4), True)
+QUICK = Profile("quick", 2_000, 10_000, 5_000, 3, 12_000, 2_000, 10, 8, 20, 0, (), False)
+FULL = Profile(
+    "full", 10_000, 100_000, 50_000, 5, 30_000, 100_000, 60, 20, 40, 10_000, (2, 4), True
+)
 
 
 @dataclass
@@ -463,8 +466,9 @@ def deadlines(report: Report, prof: Profile) -> None:
 
 
 def burst(report: Report, prof: Profile, ids: list[str], workers: int, count: int) -> None:
-    got = enforce.burst(ids, count, workers, prof.burst_lead)
+    got = enforce.burst(ids, count, workers, prof.burst_lead, prof.burst_spread, prof.burst_grace)
     p99 = got.pct(0.99)
+    bound = "" if got.breached == count else "≥ "
     twice = sum(got.twice.values())
     anchors = "; ".join(f"{name} {limit:,.0f} s" for name, limit in ANCHORS)
     ratios = "; ".join(f"{limit / p99:,.0f}x finer" for _, limit in ANCHORS) if p99 > 0 else "—"
@@ -473,8 +477,8 @@ def burst(report: Report, prof: Profile, ids: list[str], workers: int, count: in
             f"deadline enforcement: {count:,} incidents due within {prof.burst_spread:.0f} s, "
             f"{workers} worker{'s' if workers > 1 else ''} (lateness)",
             f"{got.breached:,}/{count:,} breached",
-            f"{got.pct(0.5):.2f} s",
-            f"{p99:.2f} s",
+            f"{bound}{got.pct(0.5):.2f} s",
+            f"{bound}{p99:.2f} s",
             worker_rss=f"{mb(got.peak_rss_mb)} each",
             peer=f"granularity: {anchors}",
             ratio=ratios,
@@ -625,17 +629,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhooks(report, prof, stripe_customers, peer)
         with step("business-time deadlines"):
             deadlines(report, prof)
-        with step("deadline enforcement burst"):
-            burst(report, prof, loaded.customers, 2, prof.burst)
-        if prof.api_scale or prof.burst_one_worker:
-            with step("scale: 2 and 4 API processes, 1 and 2 workers"):
+        if prof.api_scale:
+            with step("scale: 2 and 4 API processes, 2 workers"):
                 for processes in prof.api_scale:
                     entitlements(report, prof, loaded.key, loaded.customers, processes)
                     incidents(report, prof, loaded.key, loaded.customers, processes)
-                if prof.api_scale:
-                    webhook_scale(report, prof, stripe_customers)
-                if prof.burst_one_worker:
-                    burst(report, prof, loaded.customers, 1, prof.burst_one_worker)
+                webhook_scale(report, prof, stripe_customers)
+        # Last: a burst leaves a table full of fresh rows that autovacuum then works on.
+        if prof.burst_one_worker:
+            with step(f"deadline enforcement: {prof.burst_one_worker:,} due, 1 worker"):
+                burst(report, prof, loaded.customers, 1, prof.burst_one_worker)
+        with step(f"deadline enforcement: {prof.burst:,} due, 2 workers"):
+            burst(report, prof, loaded.customers, 2, prof.burst)
         header = machine()
     took = time.perf_counter() - started
     text = "\n".join(

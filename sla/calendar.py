@@ -54,9 +54,9 @@ otherwise the deadline does not exist and :class:`OpenPause` is raised (it
 carries the pause start and the business time still owed).
 
 Performance: every schedule owns (shared between equal schedules) a cache of
-business intervals per UTC day as integer epoch-microsecond pairs, and a
-*business clock* over a run of those days (a few years, grown on demand): the
-intervals as UTC datetimes with the business time before each.  Without pauses,
+business intervals per UTC day as integer epoch-microsecond pairs, and, once it
+is asked often, a *business clock* over a run of those days (grown on demand):
+the intervals as UTC datetimes with the business time before each.  Without pauses,
 a UTC start is answered by two binary searches and two datetime additions; the
 day-by-day walk answers everything else (pauses, other input zones, far-off
 years, schedules with a year or more without business time).  24x7 without
@@ -129,10 +129,14 @@ _MAX_UTC_DAY: Final = date(9999, 12, 29).toordinal() - _EPOCH_ORDINAL
 _MAX_EMPTY_DAYS: Final = 3660
 _OPEN: Final = 1 << 62  # end of an open pause, µs; beyond any datetime
 _CACHE_LIMIT: Final = 50_000  # cached days per schedule before the cache is reset
-# The business clock spans at most this many UTC days (~55 years); it first covers
-# ~2 years around the first instant asked for and grows towards later requests.
+# A schedule gets its business clock once it has answered this many deadlines by the
+# walk: building one costs what a few thousand warm answers save, so only schedules that
+# are asked often get one (a customer's one-off calendar never pays for it).
+_CLOCK_AFTER: Final = 64
+# The business clock first covers 64 days around the instant that made it worth
+# building and doubles towards whatever is asked beyond; at most ~55 years.
+_CLOCK_FIRST_DAYS: Final = 64
 _CLOCK_MAX_DAYS: Final = 20_000
-_CLOCK_FIRST_DAYS: Final = 800
 # A clock that meets this many consecutive days without business time gives the
 # question to the walk, which owns the "no business time for years" error.
 _CLOCK_MAX_EMPTY_DAYS: Final = 366
@@ -636,6 +640,7 @@ class _Engine:
 
     __slots__ = (
         "always",
+        "asks",
         "clock",
         "clock_usable",
         "country",
@@ -677,6 +682,7 @@ class _Engine:
         # Built on the first question; replaced (never mutated) when it grows.
         self.clock: _Clock | None = None
         self.clock_usable = True
+        self.asks = 0  # questions the walk answered before the clock was built
 
     def is_holiday(self, day: date) -> bool:
         if day in self.custom:
@@ -741,6 +747,9 @@ class _Engine:
         ``start`` is aware UTC.  None when the clock cannot answer (the walk will).
         """
         clock = self.clock
+        if clock is None and self.asks < _CLOCK_AFTER:
+            self.asks += 1
+            return None
         while True:
             if clock is not None and clock.lo <= start:
                 c = clock
@@ -761,6 +770,9 @@ class _Engine:
     def clock_between(self, s: datetime, e: datetime) -> timedelta | None:
         """Business time in [s, e) (aware UTC, s < e); None when the clock cannot answer."""
         clock = self.clock
+        if clock is None and self.asks < _CLOCK_AFTER:
+            self.asks += 1
+            return None
         while True:
             if clock is not None and clock.lo <= s and e <= clock.hi:
                 return clock.reading(e) - clock.reading(s)
@@ -781,9 +793,9 @@ class _Engine:
             first, end = clock.first_day, clock.end_day
             span = end - first
             if start < clock.lo:
-                first = min(k, first - span)
+                first = min(k - 1, first - span)
             else:  # the answer lies beyond the clock's end: double it
-                end = max(k + 1, end + span)
+                end = max(k + 2, end + span)
         if until is not None:
             end = max(end, (until - _EPOCH).days + 1)
         first, end = max(first, _MIN_UTC_DAY), min(end, _MAX_UTC_DAY + 1)

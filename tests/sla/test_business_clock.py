@@ -46,20 +46,25 @@ COUNTRY_ZONE = {
 _fresh = itertools.count()
 
 
-def fresh(schedule: Schedule) -> Schedule:
+def fresh(schedule: Schedule, hot: bool = True) -> Schedule:
     """An equal-in-behaviour schedule with its own (empty) engine and clock.
 
     Equal schedules share one engine; a distinct custom holiday centuries away
     gives a schedule its own, so the clock is built from the instants the test asks.
+    ``hot`` counts it as asked often already, so its very first question builds the
+    clock (a schedule otherwise gets one after ``_CLOCK_AFTER`` walks).
     """
     far = date(1700, 1, 1) + timedelta(days=next(_fresh) % 30_000)
-    return Schedule(
+    made = Schedule(
         schedule.timezone,
         schedule.weekly,
         schedule.holidays | {far},
         schedule.country,
         schedule.subdivision,
     )
+    if hot:
+        calendar._engine_of(made).asks = calendar._CLOCK_AFTER
+    return made
 
 
 class CountryReference(Reference):
@@ -206,8 +211,26 @@ def test_clock_equals_the_walk_whatever_order_and_distance(
     assert got_backward == expected
 
 
+def test_a_schedule_gets_its_clock_once_asked_often_and_answers_the_same() -> None:
+    schedule = fresh(Schedule.business_hours("America/New_York", country="US"), hot=False)
+    engine = calendar._engine_of(schedule)
+    start = datetime(2026, 11, 25, 20, 30, tzinfo=UTC)  # the evening before Thanksgiving
+    answers = [
+        add_business_minutes(start + timedelta(hours=i), 480, schedule)
+        for i in range(calendar._CLOCK_AFTER + 10)
+    ]
+    assert engine.clock is not None
+    asked_by_walk = answers[: calendar._CLOCK_AFTER]
+    asked_by_clock = answers[calendar._CLOCK_AFTER :]
+    assert [walk(schedule, start + timedelta(hours=i), 480) for i in range(len(answers))] == (
+        asked_by_walk + asked_by_clock
+    )
+    # Wed 20:30 UTC is 15:30 in New York: 90 min, then Thanksgiving, then Fri 09:00 + 6.5 h
+    assert answers[0] == datetime(2026, 11, 27, 20, 30, tzinfo=UTC)
+
+
 def test_a_start_in_another_zone_gets_the_same_answer_as_in_utc() -> None:
-    schedule = Schedule.business_hours("Europe/Berlin", country="DE")
+    schedule = fresh(Schedule.business_hours("Europe/Berlin", country="DE"))
     start = datetime(2026, 3, 27, 15, 12, 13, 14, tzinfo=UTC)
     in_berlin = start.astimezone(calendar.ZoneInfo("Europe/Berlin"))
     due = add_business_minutes(in_berlin, 480, schedule)
