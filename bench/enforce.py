@@ -218,7 +218,7 @@ def burst(
         asyncio.run(_wait(tag, count, left))
         ended = datetime.now(UTC)
         print(
-            f"  staged in {staged:.0f} s, all breached {time.perf_counter() - started:.0f} s"
+            f"  staged in {staged:.0f} s; waited until {time.perf_counter() - started:.0f} s"
             " after staging began",
             flush=True,
         )

@@ -471,7 +471,11 @@ def burst(report: Report, prof: Profile, ids: list[str], workers: int, count: in
     bound = "" if got.breached == count else "≥ "
     twice = sum(got.twice.values())
     anchors = "; ".join(f"{name} {limit:,.0f} s" for name, limit in ANCHORS)
-    ratios = "; ".join(f"{limit / p99:,.0f}x finer" for _, limit in ANCHORS) if p99 > 0 else "—"
+    ratios = (
+        "; ".join(f"{bound and '≤ '}{limit / p99:,.0f}x finer" for _, limit in ANCHORS)
+        if p99 > 0
+        else "—"
+    )
     report.add(
         Row(
             f"deadline enforcement: {count:,} incidents due within {prof.burst_spread:.0f} s, "
@@ -657,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             "Ratios are ours ÷ the peer's (or the baseline's) from the same run; for lateness,",
             "the anchor's granularity ÷ our p99.  RSS is VmHWM summed over a server's processes.",
+            "N API processes get DATABASE_POOL_SIZE=40/N each (PostgreSQL's connection limit is",
+            "shared with everything else on the server); one process keeps the default 20.",
             "",
         ]
     )

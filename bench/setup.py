@@ -150,6 +150,8 @@ def api(processes: int = 1, env: dict[str, str] | None = None) -> Iterator[Api]:
                 **os.environ,
                 "LOG_LEVEL": "WARNING",
                 "RATE_LIMIT_PER_MINUTE": "0",
+                # N processes share one budget of connections, as an operator would size them
+                **({"DATABASE_POOL_SIZE": str(max(5, 40 // processes))} if processes > 1 else {}),
                 **(env or {}),
             },
             stdout=log,
