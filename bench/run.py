@@ -61,7 +61,7 @@ class Profile:
     peers_djstripe: bool
 
 
-QUICK = Profile("quick", 2_000, 10_000, 5_000, 3, 12_000, 2_000, 10, 8, 20, 0, (), False)
+QUICK = Profile("quick", 2_000, 10_000, 5_000, 2, 12_000, 2_000, 10, 8, 20, 0, (), False)
 FULL = Profile(
     "full", 10_000, 100_000, 50_000, 5, 30_000, 100_000, 60, 20, 40, 10_000, (2, 4), True
 )
