@@ -81,9 +81,7 @@ def create_app(
             acquire_timeout=settings.database_acquire_timeout_seconds,
             application_name="support-billing-api",
         )
-        app.state.redis = await queue.connect(
-            settings.redis_url or "redis://127.0.0.1:6379/0", wait=False
-        )
+        app.state.redis = await queue.connect(settings.redis, wait=False)
         # Everything built so far lives for the whole process: keep it out of the cyclic
         # collector's full passes, which otherwise stall every request in flight.
         gc.collect()

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from common.config import ConfigError, Settings, configure_logging, load_settings
+from common.config import ConfigError, Settings, configure_logging, get_settings, load_settings
 from common.embedded import Services, ensure_services
 
 T = TypeVar("T")
@@ -44,7 +44,9 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
     async def with_pool() -> T:
         from common import db
 
-        await db.open_pool(max_size=4)
+        await db.open_pool(
+            max_size=get_settings().database_pool_size, application_name="support-billing-cli"
+        )
         try:
             return await make()
         finally:
@@ -321,11 +323,14 @@ def worker(check: bool, pid: int | None) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--api-url", default=None, help="The API (default: http://HOST:PORT).")
+@click.option("--stripe-url", default=None, help="The emulator (default: STRIPE_EMULATOR_PORT).")
+@click.option("--admin-key", default=None, help="An admin key (default: make run's dev key).")
+def demo(api_url: str | None, stripe_url: str | None, admin_key: str | None) -> None:
     """The README's tour against a running `make run`, told step by step."""
     from api import demo as tour
 
-    raise SystemExit(tour.main(_settings()))
+    raise SystemExit(tour.main(_settings(), api_url, stripe_url, admin_key))
 
 
 @main.command()

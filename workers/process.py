@@ -280,7 +280,7 @@ async def serve(settings: Settings | None = None) -> None:
         application_name="support-billing-worker",
     )
     configure_stripe(settings)
-    redis = await queue.connect(settings.redis_url or "redis://127.0.0.1:6379/0", wait=False)
+    redis = await queue.connect(settings.redis, wait=False)
     health = Health()
     ctx: dict[str, Any] = {"settings": settings, "redis": redis, "health": health}
     workers = build_workers(settings, redis, ctx)

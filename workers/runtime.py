@@ -16,7 +16,11 @@ log = logging.getLogger("workers")
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(settings)
-    await db.open_pool(max_size=10)
+    await db.open_pool(
+        max_size=settings.worker_database_pool_size,
+        acquire_timeout=settings.database_acquire_timeout_seconds,
+        application_name="support-billing-worker",
+    )
     configure_stripe(settings)
     ctx["settings"] = settings
     log.info("worker started", extra={"queue": "support-billing"})
