@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
 	@echo "             migrate, seed, then the API and a worker (Ctrl-C stops all)"
-	@echo "make test  - lint (ruff), types (mypy), tests (pytest) against real PostgreSQL/Redis"
+	@echo "make test  - lint (ruff, import contracts), types (mypy), tests (pytest) on real services"
 	@echo "make test-hostile - the attacks of tests/hostile/ with a long schemathesis budget"
 	@echo "make bench - every scenario against its peer in one run, one table (bench/results.md);"
 	@echo "             make bench-quick for a one-minute smoke run (not part of make test)"
@@ -33,6 +33,7 @@ run: install
 lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports --no-cache
 
 typecheck: install
 	$(UV) run --frozen mypy

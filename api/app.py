@@ -24,8 +24,7 @@ from api.routes import incidents as incident_routes
 from api.routes import system
 from api.routes import webhooks as webhook_routes
 from api.strict import StrictInputMiddleware
-from billing.stripe_gateway import close as close_stripe
-from billing.stripe_gateway import configure_from_settings as configure_stripe
+from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue

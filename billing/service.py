@@ -21,9 +21,15 @@ from billing import (
     schemas,
     seed,
     stripe_catalog,
+    stripe_gateway,
     subscriptions,
     usage,
 )
+
+# ---------------------------------------------------------------- the Stripe connection
+
+configure_stripe = stripe_gateway.configure_from_settings
+close_stripe = stripe_gateway.close
 
 # ---------------------------------------------------------------- plans
 

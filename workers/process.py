@@ -27,8 +27,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
-from billing.stripe_gateway import close as close_stripe
-from billing.stripe_gateway import configure_from_settings as configure_stripe
+from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from billing.stripe_gateway import close as close_stripe
-from billing.stripe_gateway import configure_from_settings as configure_stripe
+from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import configure_logging, get_settings
 

@@ -23,7 +23,7 @@ from common.clock import past_instant
 from common.config import Settings
 from common.errors import InvalidRequest
 from common.schemas import INT32_MAX
-from sla import enforcement
+from sla import service as sla
 from workers import queue
 
 CreditStatus = Literal["pending", "issued", "skipped", "failed"]
@@ -85,6 +85,7 @@ class CustomerController(Controller):
     async def create_customer(
         self, request: Request[Any, Any, State], data: JSONBody[schemas.CustomerCreate]
     ) -> schemas.Customer:
+        sla.check_calendar(data.timezone, data.business_hours, data.country)
         return await billing.create_customer(data, request_key(request.scope))
 
     @get(
@@ -300,7 +301,7 @@ class ServiceCreditController(Controller):
         summary="Re-issue a failed service credit (Stripe refused it past the retry policy)",
     )
     async def retry(self, state: State, credit_id: FromPath[str]) -> schemas.ServiceCreditOutcome:
-        job = await enforcement.retry_credit(credit_id)
+        job = await sla.retry_credit(credit_id)
         await queue.after_commit(queue.schedule_sla_jobs(state.redis, [job]), "the service credit")
         return await billing.get_credit(credit_id)
 
