@@ -20,6 +20,8 @@ from tests.billing import conftest as billing_fixtures
 seeded = billing_fixtures.seeded
 stripe_emu = billing_fixtures.stripe_emu
 deliver = billing_fixtures.deliver
+subscribed = billing_fixtures.subscribed
+bought_by_checkout = billing_fixtures.bought_by_checkout
 
 ALL_WEEK = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
