@@ -312,7 +312,13 @@ def run_tour(
             "GET", "/v1/service-credits", tour.finance, params={"customer_id": cid}
         )["data"]
         credit = next(c for c in credits if c["id"] == credited["service_credit"]["id"])
-        notes = tour.call("GET", "/v1/credit-notes", tour.finance, params={"customer_id": cid})
+        notes = tour.until(
+            "the credit note to reach the finance mirror",
+            lambda: tour.call("GET", "/v1/credit-notes", tour.finance, params={"customer_id": cid}),
+            lambda page: any(
+                n["stripe_credit_note_id"] == credit["stripe_object_id"] for n in page["data"]
+            ),
+        )
         note = next(
             n for n in notes["data"] if n["stripe_credit_note_id"] == credit["stripe_object_id"]
         )
