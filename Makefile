@@ -39,6 +39,7 @@ typecheck: install
 	$(UV) run --frozen mypy
 
 pytest: install
+	@tools/ensure_chromium.sh
 	$(UV) run --frozen pytest
 
 test: lint typecheck pytest

@@ -5,13 +5,16 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import swagger_ui
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from api import openapi
@@ -41,6 +44,19 @@ ROUTES: Sequence[ControllerRouterHandler] = (
 )
 
 
+DOCS_ASSETS = "/schema/assets"
+
+
+def _docs_assets() -> ControllerRouterHandler:
+    """Swagger UI's JavaScript and CSS, from the installed package (nothing from a CDN)."""
+    return create_static_files_router(
+        path=DOCS_ASSETS,
+        directories=[Path(swagger_ui.__file__).parent / "static"],
+        include_in_schema=False,
+        name="docs-assets",
+    )
+
+
 def _openapi() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Support Billing",
@@ -50,7 +66,16 @@ def _openapi() -> OpenAPIConfig:
             "entitlements, SLA enforcement and service credits."
         ),
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        # Swagger UI from the swagger-ui-py wheel, served here: the docs work offline.
+        render_plugins=[
+            SwaggerRenderPlugin(
+                js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+                path="/swagger",
+            )
+        ],
         components=Components(
             security_schemes={
                 "ApiKey": SecurityScheme(
@@ -98,7 +123,7 @@ def create_app(
         return config
 
     app = Litestar(
-        route_handlers=[*ROUTES, *extra_routes],
+        route_handlers=[*ROUTES, _docs_assets(), *extra_routes],
         on_startup=[startup],
         on_shutdown=[shutdown],
         on_app_init=[on_app_init],
