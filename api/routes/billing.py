@@ -48,10 +48,16 @@ class PlanController(Controller):
 
     @get(operation_id="listPlans", summary="Current plan versions, with targets and prices")
     async def list_plans(self) -> Page[schemas.Plan]:
+        """The plans on sale now, each at its current version: prices per interval, the
+        first-response target of each priority, included incidents, the fast-track price and
+        the service-credit policy. Any role."""
         return Page(data=await billing.list_plans(), has_more=False)
 
     @post(operation_id="createPlan", opt=ADMIN, summary="Create a plan (its first version)")
     async def create_plan(self, data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
+        """Create a plan (version 1). Its Stripe Product and Prices (lookup keys
+        `<plan>_v<version>_<interval>`) are made when it is first sold. 409 when the code is
+        taken."""
         return await billing.create_plan(data)
 
     @get(
@@ -62,6 +68,8 @@ class PlanController(Controller):
         code: FromPath[str],
         version: Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX)] = None,
     ) -> schemas.Plan:
+        """One plan at its current version, or at `?version=` (subscribers keep the version
+        they subscribed to). 404 for an unknown code or version."""
         return await billing.get_plan(code, version)
 
     @patch(
@@ -73,6 +81,8 @@ class PlanController(Controller):
     async def update_plan(
         self, code: FromPath[str], data: JSONBody[schemas.PlanUpdate]
     ) -> schemas.Plan:
+        """Make the next version of the plan with these fields changed (the rest carried
+        over). Existing subscribers stay on their version until they change plan."""
         return await billing.new_plan_version(code, data)
 
 
@@ -85,6 +95,9 @@ class CustomerController(Controller):
     async def create_customer(
         self, request: Request[Any, Any, State], data: JSONBody[schemas.CustomerCreate]
     ) -> schemas.Customer:
+        """Create the customer here and in Stripe, once per `external_id`: a concurrent or
+        repeated create is 409, and a retry after a 503 finishes the same Stripe customer.
+        Its timezone, business hours and country are the SLA calendar (422 when unusable)."""
         sla.check_calendar(data.timezone, data.business_hours, data.country)
         return await billing.create_customer(data, request_key(request.scope))
 
@@ -98,6 +111,8 @@ class CustomerController(Controller):
         limit: Limit = 20,
         starting_after: FromQuery[str | None] = None,
     ) -> Page[schemas.Customer]:
+        """Customers in creation order (keyset pages), or the one with `?external_id=`: how a
+        helpdesk finds its organisation's customer id."""
         if external_id is not None:
             return Page(data=await billing.find_customers(external_id), has_more=False)
         found, more = await billing.list_customers(limit, starting_after)
@@ -105,6 +120,7 @@ class CustomerController(Controller):
 
     @get("/{customer_id:str}", operation_id="getCustomer", summary="One customer")
     async def get_customer(self, customer_id: FromPath[str]) -> schemas.Customer:
+        """One customer, with whether Stripe keeps a card for off-session charges."""
         return await billing.get_customer(customer_id)
 
     @get(
@@ -116,6 +132,10 @@ class CustomerController(Controller):
     async def get_entitlement(
         self, customer_id: FromPath[str], at: FromQuery[datetime | None] = None
     ) -> schemas.Entitlement:
+        """What the customer may expect now: the tier (plan or `standard`) and why (`basis`),
+        the target of each priority, the incidents left this period and the fast-track credits
+        and price. `?at=` answers for a past instant from the subscription history (disputes);
+        a future one is 422."""
         return await billing.get_entitlement(customer_id, _past(at))
 
     @post(
@@ -128,6 +148,8 @@ class CustomerController(Controller):
     async def create_portal_session(
         self, customer_id: FromPath[str], data: JSONBody[schemas.PortalRequest]
     ) -> schemas.PortalSession:
+        """A Stripe customer-portal URL where the customer updates the card, reads invoices
+        or cancels."""
         return await billing.portal_url(customer_id, data.return_url)
 
 
@@ -146,12 +168,17 @@ class SubscriptionController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[schemas.SubscriptionCreate],
     ) -> schemas.SubscriptionCreated:
+        """Subscribe the customer to a plan. One create per customer reaches Stripe at a
+        time (a concurrent one is 409 with `Retry-After`); 409 when a subscription is already
+        live (change it with PATCH). With `mode=checkout` the answer carries `checkout_url`
+        and the subscription turns `active` when Stripe's webhook reports the payment."""
         return await billing.create_subscription(customer_id, data, request_key(request.scope))
 
     @get(
         operation_id="getSubscription", opt=HELPDESK_OR_FINANCE, summary="The current subscription"
     )
     async def get_subscription(self, customer_id: FromPath[str]) -> schemas.Subscription:
+        """The customer's live subscription, else its latest one; 404 when it never had one."""
         return await billing.get_subscription(customer_id)
 
     @post(
@@ -163,6 +190,9 @@ class SubscriptionController(Controller):
     async def preview_change(
         self, customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionChangeRequest]
     ) -> schemas.ProrationPreview:
+        """What a change of plan or interval would cost now (Stripe's create-preview): the
+        proration lines and the amount due. Pass its `proration_date` to PATCH to be charged
+        exactly this."""
         change = schemas.SubscriptionChange(plan=data.plan, interval=data.interval)
         return await billing.preview_subscription_change(
             customer_id, change, _past(data.proration_date, "proration_date")
@@ -175,6 +205,8 @@ class SubscriptionController(Controller):
     async def change(
         self, customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionChangeRequest]
     ) -> schemas.Subscription:
+        """Change plan or interval, prorated and invoiced at once; a change of interval
+        starts a new period. 409 when the subscription is not live."""
         change = schemas.SubscriptionChange(plan=data.plan, interval=data.interval)
         return await billing.change_subscription(
             customer_id, change, _past(data.proration_date, "proration_date")
@@ -188,6 +220,8 @@ class SubscriptionController(Controller):
     async def cancel(
         self, customer_id: FromPath[str], at_period_end: FromQuery[bool] = True
     ) -> schemas.Subscription:
+        """Cancel at the end of the period (the plan holds until then), or at once with
+        `?at_period_end=false`."""
         return await billing.cancel_subscription(customer_id, at_period_end)
 
 
@@ -206,10 +240,16 @@ class FastTrackController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[schemas.FastTrackPurchaseCreate],
     ) -> schemas.FastTrackPurchase:
+        """Buy fast-track credits at the plan's price (422 when the plan includes fast-track,
+        or does not sell it). `mode=checkout` answers `pending` with a `checkout_url`;
+        `charge_saved_method` charges the saved card off-session and answers `paid`, or
+        `requires_action` when the bank wants the customer (use Checkout then), or 402. With
+        an `Idempotency-Key`, a retry after a 503 converges on the same payment."""
         return await billing.buy_fast_track(customer_id, data, request_key(request.scope))
 
     @get(operation_id="listFastTrack", opt=HELPDESK_OR_FINANCE, summary="The customer's purchases")
     async def list_purchases(self, customer_id: FromPath[str]) -> Page[schemas.FastTrackPurchase]:
+        """The customer's fast-track purchases, newest first."""
         return Page(data=await billing.list_fast_track(customer_id), has_more=False)
 
     @post(
@@ -225,6 +265,8 @@ class FastTrackController(Controller):
         purchase_id: FromPath[str],
         data: JSONBody[schemas.RefundRequest],
     ) -> schemas.FastTrackPurchase:
+        """Refund unused credits of a paid purchase through Stripe (all of them by default);
+        422 when fewer are unused."""
         return await billing.refund_fast_track(customer_id, purchase_id, data.quantity)
 
     @post(
@@ -236,6 +278,8 @@ class FastTrackController(Controller):
     async def refresh(
         self, customer_id: FromPath[str], purchase_id: FromPath[str]
     ) -> schemas.FastTrackPurchase:
+        """Ask Stripe how a Checkout purchase stands (a storefront's success page calls this,
+        not waiting for the webhook)."""
         return await billing.refresh_fast_track(customer_id, purchase_id)
 
 
@@ -253,6 +297,10 @@ class StripeWebhookController(Controller):
     async def receive(
         self, request: Request[Any, Any, Any], state: State
     ) -> schemas.StripeWebhookAck:
+        """Stripe's webhook endpoint: the `Stripe-Signature` header is checked on the raw
+        body (300 s tolerance either way), the event is stored once by id and applied by a
+        job; a duplicate is acknowledged as such. A signed event that cannot be applied is
+        stored `dead` and still answered 200 (Stripe would retry it for days)."""
         settings: Settings = state.settings
         payload = await request.body()
         delivery = billing.verify_stripe_delivery(
