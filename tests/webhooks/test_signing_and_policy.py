@@ -8,19 +8,19 @@ from datetime import timedelta
 
 import pytest
 
-from common import webhooks
 from common.errors import InvalidRequest
+from webhooks import delivery, events, policy, signing
 
 SECRET = "whsec_0123456789abcdef"
 BODY = b'{"id":"evt_1","type":"sla.breached","created":1795338000,"data":{}}'
 
 
 def test_signature_header_is_hmac_of_timestamp_dot_body() -> None:
-    header = webhooks.sign(SECRET, 1795338000, BODY)
+    header = signing.sign(SECRET, 1795338000, BODY)
     expected = hmac.new(SECRET.encode(), b"1795338000." + BODY, hashlib.sha256).hexdigest()
     assert header == f"t=1795338000,v1={expected}"
-    assert webhooks.verify_signature(SECRET, header, BODY, now=1795338000)
-    assert webhooks.verify_signature(SECRET, header, BODY.decode(), now=1795338000 + 300)
+    assert signing.verify_signature(SECRET, header, BODY, now=1795338000)
+    assert signing.verify_signature(SECRET, header, BODY.decode(), now=1795338000 + 300)
 
 
 @pytest.mark.parametrize(
@@ -35,33 +35,33 @@ def test_signature_header_is_hmac_of_timestamp_dot_body() -> None:
 def test_signature_is_refused_when_anything_differs(
     secret: str, header_time: int, body: bytes, now: int
 ) -> None:
-    header = webhooks.sign(SECRET, header_time, BODY)
-    assert not webhooks.verify_signature(secret, header, body, now=now)
+    header = signing.sign(SECRET, header_time, BODY)
+    assert not signing.verify_signature(secret, header, body, now=now)
 
 
 @pytest.mark.parametrize(
     "header", ["", "garbage", "t=abc,v1=00", "v1=00", "t=1795338000", "t=1795338000,v1=zz"]
 )
 def test_malformed_signature_header_is_refused(header: str) -> None:
-    assert not webhooks.verify_signature(SECRET, header, BODY, now=1795338000)
+    assert not signing.verify_signature(SECRET, header, BODY, now=1795338000)
 
 
 def test_any_matching_v1_entry_is_accepted() -> None:
-    header = webhooks.sign(SECRET, 1795338000, BODY)
+    header = signing.sign(SECRET, 1795338000, BODY)
     rolled = f"{header.split(',')[0]},v1={'0' * 64},{header.split(',')[1]}"
-    assert webhooks.verify_signature(SECRET, rolled, BODY, now=1795338000)
+    assert signing.verify_signature(SECRET, rolled, BODY, now=1795338000)
 
 
 def test_retry_delay_doubles_from_30_seconds_up_to_an_hour() -> None:
-    delays = [webhooks.retry_delay(n).total_seconds() for n in range(1, 12)]
+    delays = [delivery.retry_delay(n).total_seconds() for n in range(1, 12)]
     assert delays == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600, 3600]
-    assert webhooks.retry_delay(1, 1.1) == timedelta(seconds=33)
-    assert webhooks.retry_delay(8, 1.1) == timedelta(hours=1)
-    assert webhooks.retry_delay(10_000) == timedelta(hours=1)
+    assert delivery.retry_delay(1, 1.1) == timedelta(seconds=33)
+    assert delivery.retry_delay(8, 1.1) == timedelta(hours=1)
+    assert delivery.retry_delay(10_000) == timedelta(hours=1)
 
 
 def test_jitter_stays_within_ten_percent() -> None:
-    assert all(0.9 <= webhooks._jitter() <= 1.1 for _ in range(1000))
+    assert all(0.9 <= delivery.jitter() <= 1.1 for _ in range(1000))
 
 
 @pytest.mark.parametrize(
@@ -90,26 +90,26 @@ def test_jitter_stays_within_ten_percent() -> None:
     ],
 )
 def test_internal_hosts(host: str, internal: bool) -> None:
-    assert webhooks.is_internal_host(host) is internal
+    assert policy.is_internal_host(host) is internal
 
 
 def test_development_allows_loopback_http_but_not_other_schemes() -> None:
-    assert webhooks.check_url("http://127.0.0.1:8080/h", production=False)
+    assert policy.check_url("http://127.0.0.1:8080/h", production=False)
     with pytest.raises(InvalidRequest, match="http or https") as caught:
-        webhooks.check_url("ftp://127.0.0.1/h", production=False)
+        policy.check_url("ftp://127.0.0.1/h", production=False)
     assert caught.value.field == "url"
     with pytest.raises(InvalidRequest, match="https"):
-        webhooks.check_url("http://hooks.example.com", production=True)
+        policy.check_url("http://hooks.example.com", production=True)
 
 
 def test_events_are_deduplicated_and_the_wildcard_stands_alone() -> None:
-    assert webhooks.normalize_events(["sla.warning", "sla.warning", "sla.breached"]) == [
+    assert events.normalize_events(["sla.warning", "sla.warning", "sla.breached"]) == [
         "sla.warning",
         "sla.breached",
     ]
-    assert webhooks.normalize_events(["sla.warning", "*"]) == ["*"]
-    assert webhooks.subscribed(["*"], "fast_track.purchased")
-    assert not webhooks.subscribed(["sla.warning"], "sla.breached")
+    assert events.normalize_events(["sla.warning", "*"]) == ["*"]
+    assert events.subscribed(["*"], "fast_track.purchased")
+    assert not events.subscribed(["sla.warning"], "sla.breached")
     with pytest.raises(InvalidRequest, match=r"sla\.nope") as caught:
-        webhooks.normalize_events(["sla.nope"])
+        events.normalize_events(["sla.nope"])
     assert caught.value.field == "events"
