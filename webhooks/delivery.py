@@ -15,7 +15,15 @@ import msgspec
 from common import db
 from common.clock import utcnow
 from webhooks.policy import refused_target
-from webhooks.schemas import CANCELED, DELIVERED, FAILED, PENDING, SENDING, WAITING
+from webhooks.schemas import (
+    CANCELED,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    SENDING,
+    WAITING,
+    DeliveryStatus,
+)
 from webhooks.signing import SIGNATURE_HEADER, sign
 from webhooks.tables import WebhookDelivery, WebhookEndpoint
 
@@ -45,9 +53,36 @@ def retry_delay(attempt: int, jitter: float = 1.0) -> timedelta:
     return min(MAX_RETRY_DELAY, doubled * jitter)
 
 
-def jitter() -> float:
+def draw_jitter() -> float:
     """A factor in 1 ± ``JITTER`` for ``retry_delay``."""
     return random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spreads retries, not a secret
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """Where an attempt leaves its delivery: delivered, failed, or pending until the next one."""
+
+    status: DeliveryStatus  # DELIVERED, FAILED or PENDING
+    next_attempt_at: datetime | None
+
+
+def outcome(
+    status_code: int | None,
+    *,
+    finished: datetime,
+    attempt: int,
+    retry_until: datetime,
+    jitter: float = 1.0,
+) -> Outcome:
+    """The outcome of attempt ``attempt`` that ended at ``finished`` with ``status_code``.
+
+    A 2xx delivers; any other answer, or none, is retried after ``retry_delay`` while the
+    retry window lasts. The last retry lands on the window's end rather than being skipped.
+    """
+    if status_code is not None and 200 <= status_code < 300:
+        return Outcome(DELIVERED, None)
+    if finished >= retry_until:
+        return Outcome(FAILED, None)
+    return Outcome(PENDING, min(finished + retry_delay(attempt, jitter), retry_until))
 
 
 class _Claim(msgspec.Struct, frozen=True):
@@ -154,26 +189,24 @@ async def _record(
             "duration_ms": duration_ms,
         }
         history = [*(row.history or []), entry][-MAX_HISTORY:]
+        result = outcome(
+            status_code,
+            finished=finished,
+            attempt=claim.attempt,
+            retry_until=row.retry_until,
+            jitter=draw_jitter(),
+        )
         values: dict[Any, Any] = {
             WebhookDelivery.last_attempt_at: started,
             WebhookDelivery.last_status_code: status_code,
             WebhookDelivery.last_error: error,
             WebhookDelivery.last_duration_ms: duration_ms,
             WebhookDelivery.history: history,
+            WebhookDelivery.status: result.status,
+            WebhookDelivery.next_attempt_at: result.next_attempt_at,
         }
-        next_at: datetime | None = None
-        if status_code is not None and 200 <= status_code < 300:
-            values |= {
-                WebhookDelivery.status: DELIVERED,
-                WebhookDelivery.delivered_at: finished,
-                WebhookDelivery.next_attempt_at: None,
-            }
-        elif finished >= row.retry_until:
-            values |= {WebhookDelivery.status: FAILED, WebhookDelivery.next_attempt_at: None}
-        else:
-            # The last retry lands on the window's end rather than being skipped.
-            next_at = min(finished + retry_delay(claim.attempt, jitter()), row.retry_until)
-            values |= {WebhookDelivery.status: PENDING, WebhookDelivery.next_attempt_at: next_at}
+        if result.status == DELIVERED:
+            values[WebhookDelivery.delivered_at] = finished
         await WebhookDelivery.update(values).where(WebhookDelivery.id == delivery_id)
     log.info(
         "webhook attempt",
@@ -183,10 +216,10 @@ async def _record(
             "status_code": status_code,
             "error": error,
             "duration_ms": duration_ms,
-            "outcome": values[WebhookDelivery.status],
+            "outcome": result.status,
         },
     )
-    return next_at
+    return result.next_attempt_at
 
 
 async def attempt_delivery(
