@@ -12,6 +12,8 @@ from common.errors import InvalidRequest
 from common.ids import new_id
 from common.pagination import keyset_page
 from webhooks import tables
+
+# The worker's use cases, written beside their mechanics: this module stays the one door.
 from webhooks.delivery import attempt_delivery as attempt_delivery
 from webhooks.dispatch import dispatch_pending as dispatch_pending
 from webhooks.dispatch import due_deliveries as due_deliveries
