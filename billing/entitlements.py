@@ -9,11 +9,11 @@ from typing import Any
 from billing import catalog, schemas
 from billing.exceptions import CustomerNotFound
 from billing.tables import Customer, Subscription
-from common import outbox
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
 from common.money import Money
+from webhooks import outbox
 
 GRANTING = ("active", "trialing")
 

@@ -17,7 +17,6 @@ import msgspec
 
 from billing import service as billing
 from billing.schemas import Customer, Entitlement
-from common import outbox
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
@@ -52,6 +51,7 @@ from sla.schemas import (
 )
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent as SlaEventRow
+from webhooks import outbox
 
 Row = dict[str, Any]
 

@@ -12,9 +12,9 @@ import pytest
 
 from billing import service as billing
 from billing.schemas import CustomerCreate
-from common.tables import OutboundEvent
 from sla.tables import SlaEvent
 from tests.billing import conftest as billing_fixtures
+from webhooks.tables import OutboundEvent
 
 # The billing fixtures this folder reuses: the seeded catalog and the Stripe emulator's events.
 seeded = billing_fixtures.seeded

@@ -12,10 +12,10 @@ from arq.connections import ArqRedis
 from billing import service as billing
 from billing.tables import ServiceCredit
 from common.clock import frozen, utcnow
-from common.tables import OutboundEvent
 from sla.tables import SlaEvent
 from tests.billing.conftest import BoughtByCheckout, Stripe, Subscribed
 from tests.sla.conftest import Open, ago, iso, ledger, outbound, parse
+from webhooks.tables import OutboundEvent
 from workers import queue, sla_jobs
 
 RunWorker = Callable[[], Awaitable[int]]

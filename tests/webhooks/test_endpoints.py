@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 
-from common import outbox
-from common.tables import AuditLog, WebhookDelivery, WebhookEndpoint
+from common.tables import AuditLog
 from tests.webhooks.helpers import Drive, Receiver, only_delivery
+from webhooks import outbox
+from webhooks.tables import WebhookDelivery, WebhookEndpoint
 
 PROBLEM = "application/problem+json"
 PRODUCTION = {
