@@ -160,8 +160,10 @@ def _every_bad_field(body_type: Any, raw: bytes) -> list[dict[str, str]]:
             )
         except msgspec.ValidationError as e:
             found = _body_error(e)
-            leaf = found["key"]
-            found["key"] = field.encode_name if leaf == "body" else f"{field.encode_name}.{leaf}"
+            leaf = found["key"].lstrip(".")
+            found["key"] = (
+                field.encode_name if leaf in ("body", "") else f"{field.encode_name}.{leaf}"
+            )
             errors.append(found)
     return errors
 

@@ -126,8 +126,12 @@ async def rotate_secret(endpoint_id: str) -> WebhookEndpointCreated:
     return _with_secret(row)
 
 
-async def get_endpoint(endpoint_id: str) -> WebhookEndpoint:
-    return _endpoint(await _endpoint_row(endpoint_id))
+async def get_endpoint(endpoint_id: str, *, include_disabled: bool = False) -> WebhookEndpoint:
+    """One endpoint; a deleted (disabled) one only when asked for (its history stays)."""
+    row = await _endpoint_row(endpoint_id)
+    if row.disabled_at is not None and not include_disabled:
+        raise EndpointNotFound(f"webhook endpoint {endpoint_id!r} was deleted")
+    return _endpoint(row)
 
 
 async def list_endpoints(

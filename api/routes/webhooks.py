@@ -84,8 +84,12 @@ class WebhookEndpointController(Controller):
         operation_id="getWebhookEndpoint",
         summary="One webhook endpoint (without its secret)",
     )
-    async def get_endpoint(self, endpoint_id: FromPath[str]) -> WebhookEndpoint:
-        return await service.get_endpoint(endpoint_id)
+    async def get_endpoint(
+        self, endpoint_id: FromPath[str], include_disabled: FromQuery[bool] = False
+    ) -> WebhookEndpoint:
+        """One endpoint, without its secret. A deleted endpoint is 404 unless
+        `?include_disabled=true` (its delivery log stays readable)."""
+        return await service.get_endpoint(endpoint_id, include_disabled=include_disabled)
 
     @delete(
         "/{endpoint_id:str}",
