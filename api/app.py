@@ -27,6 +27,7 @@ from api.routes import incidents as incident_routes
 from api.routes import system
 from api.routes import webhooks as webhook_routes
 from api.strict import StrictInputMiddleware
+from billing import service as billing
 from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
@@ -106,6 +107,7 @@ def create_app(
             application_name="support-billing-api",
         )
         app.state.redis = await queue.connect(settings.redis, wait=False)
+        billing.start_entitlement_cache(db.engine().config["dsn"])
         # Everything built so far lives for the whole process: keep it out of the cyclic
         # collector's full passes, which otherwise stall every request in flight.
         gc.collect()
@@ -114,6 +116,7 @@ def create_app(
         gc.set_threshold(20_000, 20, 50)
 
     async def shutdown(app: Litestar) -> None:
+        await billing.stop_entitlement_cache()
         await close_stripe()
         await app.state.redis.aclose()
         await db.close_pool()

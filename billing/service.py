@@ -13,6 +13,7 @@ from billing import (
     catchup,
     credits,
     customers,
+    entitlement_cache,
     entitlements,
     fasttrack,
     finance,
@@ -78,6 +79,9 @@ async def claim_incident(
 
 
 bill_overages = usage.bill_pending_overages
+# The API process keeps a cache of entitlements true by listening to PostgreSQL.
+start_entitlement_cache = entitlement_cache.start
+stop_entitlement_cache = entitlement_cache.stop
 announce_lapsed_grace = entitlements.announce_lapsed_grace
 
 # ---------------------------------------------------------------- service credits
