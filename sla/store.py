@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -23,6 +23,8 @@ from sla.incident import Aware, CreditStatus, IncidentState, LedgerEvent, Transi
 from sla.schemas import Priority, SlaEvent, SlaStatus
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent as SlaEventRow
+
+T = TypeVar("T")
 
 _COLUMNS: Final = IncidentState.__struct_fields__
 _JSON_COLUMNS: Final = frozenset({"context", "entitlement", "warn_at", "pauses"})
@@ -67,7 +69,7 @@ class Instant(msgspec.Struct, frozen=True, kw_only=True):
 # ---------------------------------------------------------------- rows in
 
 
-def _typed(row: dict[str, Any], into: type[Any]) -> Any:
+def _typed(row: dict[str, Any], into: type[T]) -> T:
     """A row (a raw query's JSONB columns still text) converted into ``into``."""
     for column in _JSON_COLUMNS.intersection(row):
         if isinstance(row[column], str):
@@ -75,50 +77,52 @@ def _typed(row: dict[str, Any], into: type[Any]) -> Any:
     return msgspec.convert(row, into)
 
 
-def _state(row: dict[str, Any]) -> IncidentState:
-    state: IncidentState = _typed(row, IncidentState)
-    return state
+async def _fetch(into: type[T], sql: str, *args: Any) -> list[T]:
+    return [_typed(r, into) for r in await IncidentRow.raw(sql, *args)]
 
 
-async def _states(sql: str, *args: Any) -> list[IncidentState]:
-    return [_state(r) for r in await IncidentRow.raw(sql, *args)]
+async def _first(into: type[T], sql: str, *args: Any) -> T | None:
+    rows = await _fetch(into, sql, *args)
+    return rows[0] if rows else None
 
 
 async def locked(incident_id: str) -> IncidentState:
     """The incident under ``FOR UPDATE`` (inside the caller's transaction)."""
-    rows = await _states("SELECT * FROM incident WHERE id = {} FOR UPDATE", incident_id)
-    if not rows:
+    state = await _first(
+        IncidentState, "SELECT * FROM incident WHERE id = {} FOR UPDATE", incident_id
+    )
+    if state is None:
         raise IncidentNotFound(f"no incident {incident_id}")
-    return rows[0]
+    return state
 
 
 async def read(incident_id: str) -> IncidentState | None:
-    rows = await _states("SELECT * FROM incident WHERE id = {}", incident_id)
-    return rows[0] if rows else None
+    return await _first(IncidentState, "SELECT * FROM incident WHERE id = {}", incident_id)
 
 
 async def by_ticket(customer_id: str, external_ref: str) -> IncidentState | None:
-    rows = await _states(
+    return await _first(
+        IncidentState,
         "SELECT * FROM incident WHERE customer_id = {} AND external_ref = {}",
         customer_id,
         external_ref,
     )
-    return rows[0] if rows else None
 
 
 async def peek(incident_id: str) -> Peek | None:
     """The incident's enforcement columns, without a lock."""
-    rows = await IncidentRow.raw(
+    return await _first(
+        Peek,
         "SELECT id, sla_status, due_at, warn_at, warnings_sent, next_escalation_at,"
         " credit_status FROM incident WHERE id = {}",
         incident_id,
     )
-    return _typed(rows[0], Peek) if rows else None
 
 
 async def overdue(now: datetime, limit: int) -> list[IncidentState]:
     """Up to ``limit`` active incidents past their deadline that nobody else holds, locked."""
-    return await _states(
+    return await _fetch(
+        IncidentState,
         "SELECT * FROM incident WHERE sla_status = 'active' AND due_at <= {}"
         " ORDER BY due_at LIMIT {} FOR UPDATE SKIP LOCKED",
         now,
@@ -128,7 +132,8 @@ async def overdue(now: datetime, limit: int) -> list[IncidentState]:
 
 async def escalations_due(before: datetime, limit: int) -> list[IncidentState]:
     """Up to ``limit`` incidents whose next escalation fell due by ``before``, locked."""
-    return await _states(
+    return await _fetch(
+        IncidentState,
         "SELECT * FROM incident WHERE next_escalation_at <= {}"
         " ORDER BY next_escalation_at LIMIT {} FOR UPDATE SKIP LOCKED",
         before,
@@ -138,36 +143,36 @@ async def escalations_due(before: datetime, limit: int) -> list[IncidentState]:
 
 async def late_warnings(cutoff: datetime, limit: int) -> list[PendingWarnings]:
     """Active incidents whose next warning was due by ``cutoff``."""
-    rows = await IncidentRow.raw(
+    return await _fetch(
+        PendingWarnings,
         "SELECT id, warn_at, warnings_sent FROM incident"
         " WHERE sla_status = 'active' AND next_warning_at <= {} LIMIT {}",
         cutoff,
         limit,
     )
-    return [_typed(r, PendingWarnings) for r in rows]
 
 
 async def pending_credits(breached_by: datetime, limit: int) -> list[Instant]:
     """Incidents breached by ``breached_by`` whose credit is still pending, with the breach."""
-    rows = await IncidentRow.raw(
+    return await _fetch(
+        Instant,
         "SELECT id, breached_at AS at FROM incident"
         " WHERE credit_status = 'pending' AND breached_at <= {} LIMIT {}",
         breached_by,
         limit,
     )
-    return [_typed(r, Instant) for r in rows]
 
 
 async def falling_due(after: datetime, until: datetime, limit: int) -> list[Instant]:
     """Active incidents due in (``after``, ``until``], with their deadline."""
-    rows = await IncidentRow.raw(
+    return await _fetch(
+        Instant,
         "SELECT id, due_at AS at FROM incident"
         " WHERE sla_status = 'active' AND due_at > {} AND due_at <= {} LIMIT {}",
         after,
         until,
         limit,
     )
-    return [_typed(r, Instant) for r in rows]
 
 
 async def page(
@@ -189,7 +194,7 @@ async def page(
     rows, more = await keyset_page(
         query, IncidentRow.id, limit=limit, starting_after=starting_after
     )
-    return [_state(r) for r in rows], more
+    return [_typed(r, IncidentState) for r in rows], more
 
 
 async def exists(incident_id: str) -> bool:
@@ -384,7 +389,8 @@ async def record_credit(
     incident_id: str, status: CreditStatus, credit_id: str | None, kind: str | None
 ) -> IncidentState | None:
     """Move the credit out of ``pending`` once: the conditional update is the guard."""
-    rows = await _states(
+    return await _first(
+        IncidentState,
         "UPDATE incident SET credit_status = {}, credit_id = {}, credit_kind = {}, updated_at = {}"
         " WHERE id = {} AND credit_status = 'pending' RETURNING *",
         status,
@@ -393,7 +399,6 @@ async def record_credit(
         utcnow(),
         incident_id,
     )
-    return rows[0] if rows else None
 
 
 async def reopen_failed_credit(incident_id: str) -> None:

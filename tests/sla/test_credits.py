@@ -108,58 +108,6 @@ async def test_fast_track_quote_matches_the_incident_and_its_breach_is_refunded_
     assert issued == 1
 
 
-async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    helpdesk_headers: dict[str, str],
-    open_incident: Open,
-    customer: dict[str, Any],
-    stripe_emu: Stripe,
-    deliver: Deliver,
-    redis: ArqRedis,
-    run_worker: RunWorker,
-) -> None:
-    cid = customer["id"]
-    r = await client.post(
-        f"/v1/customers/{cid}/subscription",
-        headers=admin_headers,
-        json={"plan": "business", "interval": "month", "mode": "checkout"},
-    )
-    assert r.status_code == 201, r.text
-    sub = await Subscription.objects().first()
-    assert sub is not None and sub.stripe_checkout_session_id
-    await stripe_emu.complete_checkout(sub.stripe_checkout_session_id)
-    await deliver()
-
-    # Business P1: 120 minutes around the clock.
-    incident = (await open_incident(cid, "PL-1", "p1")).json()
-    assert incident["tier"] == "business"
-    assert parse(incident["due_at"]) == parse(incident["opened_at"]) + timedelta(minutes=120)
-    # Three hours later (the service's clock, not arq's): the sweep finds it overdue.
-    with frozen(utcnow() + timedelta(hours=3)):
-        await queue.enqueue_sla_sweep(redis, "later")
-        await run_worker()
-    body = (await client.get(f"/v1/incidents/{incident['id']}", headers=helpdesk_headers)).json()
-    assert body["sla_status"] == "breached"
-    assert body["escalation_level"] == 2  # breached an hour ago: levels 0 min and 60 min
-    assert body["service_credit"]["kind"] == "credit_note"
-    events = (
-        await client.get(f"/v1/incidents/{incident['id']}/events", headers=helpdesk_headers)
-    ).json()["data"]
-    credit = next(e for e in events if e["type"] == "credit_issued")
-    # 5 % of the 499.00 monthly fee.
-    assert credit["data"]["service_credit"]["amount"] == {"amount": 2495, "currency": "usd"}
-    notes = await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])
-    assert [n["amount"] for n in notes] == [2495]
-
-    assert await sla_jobs.settle_breach_credit({"redis": redis}, incident["id"]) == "stale"
-    with frozen(utcnow() + timedelta(hours=3)):
-        await queue.enqueue_sla_sweep(redis, "again")
-        await run_worker()
-    assert len(await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])) == 1
-    assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
-
-
 async def _breached_plan_incident(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
@@ -193,6 +141,46 @@ async def _breach_later(redis: ArqRedis, run_worker: RunWorker) -> datetime:
         await queue.enqueue_sla_sweep(redis, f"later-{later.timestamp()}")
         await run_worker()
     return later
+
+
+async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    helpdesk_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+    redis: ArqRedis,
+    run_worker: RunWorker,
+) -> None:
+    incident = await _breached_plan_incident(
+        client, admin_headers, open_incident, customer, stripe_emu, deliver, "PL-1"
+    )
+    assert parse(incident["due_at"]) == parse(incident["opened_at"]) + timedelta(minutes=120)
+    # Three hours later (the service's clock, not arq's): the sweep finds it overdue.
+    with frozen(utcnow() + timedelta(hours=3)):
+        await queue.enqueue_sla_sweep(redis, "later")
+        await run_worker()
+    body = (await client.get(f"/v1/incidents/{incident['id']}", headers=helpdesk_headers)).json()
+    assert body["sla_status"] == "breached"
+    assert body["escalation_level"] == 2  # breached an hour ago: levels 0 min and 60 min
+    assert body["service_credit"]["kind"] == "credit_note"
+    events = (
+        await client.get(f"/v1/incidents/{incident['id']}/events", headers=helpdesk_headers)
+    ).json()["data"]
+    credit = next(e for e in events if e["type"] == "credit_issued")
+    # 5 % of the 499.00 monthly fee.
+    assert credit["data"]["service_credit"]["amount"] == {"amount": 2495, "currency": "usd"}
+    notes = await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])
+    assert [n["amount"] for n in notes] == [2495]
+
+    assert await sla_jobs.settle_breach_credit({"redis": redis}, incident["id"]) == "stale"
+    with frozen(utcnow() + timedelta(hours=3)):
+        await queue.enqueue_sla_sweep(redis, "again")
+        await run_worker()
+    assert len(await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])) == 1
+    assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
 
 
 async def test_a_credit_stripe_refuses_once_is_asked_again_under_a_new_key(
