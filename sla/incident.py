@@ -180,21 +180,22 @@ class Transition(msgspec.Struct, frozen=True):
         )
 
 
+def summary(state: IncidentState) -> dict[str, Any]:
+    """What every outbound event of an incident says about it."""
+    return {
+        "incident_id": state.id,
+        "customer_id": state.customer_id,
+        "external_ref": state.external_ref,
+        "priority": state.priority,
+        "tier": state.tier,
+        "sla_status": state.sla_status,
+        "opened_at": iso(state.opened_at),
+        "due_at": iso(state.due_at),
+    }
+
+
 def announce(state: IncidentState, type_: OutboundType, **extra: Any) -> Outbound:
-    return Outbound(
-        type=type_,
-        data={
-            "incident_id": state.id,
-            "customer_id": state.customer_id,
-            "external_ref": state.external_ref,
-            "priority": state.priority,
-            "tier": state.tier,
-            "sla_status": state.sla_status,
-            "opened_at": iso(state.opened_at),
-            "due_at": iso(state.due_at),
-            **extra,
-        },
-    )
+    return Outbound(type=type_, data={**summary(state), **extra})
 
 
 def to_incident(state: IncidentState) -> Incident:
@@ -570,6 +571,7 @@ def breach(state: IncidentState, *, now: datetime, policy: Policy) -> Transition
     )
     reached = range(1, level + 1)
     lateness_ms = (now - state.due_at) // _MILLISECOND
+    about = summary(breached)
     return Transition(
         state=breached,
         events=(
@@ -577,8 +579,8 @@ def breach(state: IncidentState, *, now: datetime, policy: Policy) -> Transition
             *(LedgerEvent("escalated", now, {"level": n}) for n in reached),
         ),
         outbound=(
-            announce(breached, "sla.breached", breached_at=iso(now)),
-            *(announce(breached, "sla.escalated", escalation_level=n) for n in reached),
+            Outbound("sla.breached", {**about, "breached_at": iso(now)}),
+            *(Outbound("sla.escalated", {**about, "escalation_level": n}) for n in reached),
         ),
         jobs=(
             job("sla_credit", state.id, now),
@@ -606,10 +608,13 @@ def escalate(state: IncidentState, *, now: datetime, policy: Policy) -> Transiti
         updated_at=now,
     )
     reached = range(state.escalation_level + 1, level + 1)
+    about = summary(escalated)
     return Transition(
         state=escalated,
         events=tuple(LedgerEvent("escalated", now, {"level": n}) for n in reached),
-        outbound=tuple(announce(escalated, "sla.escalated", escalation_level=n) for n in reached),
+        outbound=tuple(
+            Outbound("sla.escalated", {**about, "escalation_level": n}) for n in reached
+        ),
         jobs=(job("sla_escalate", state.id, upcoming),) if upcoming is not None else (),
     )
 

@@ -38,7 +38,7 @@ _BREACH_COLUMNS: Final = (
     "credit_status",
     "updated_at",
 )
-_BREACH_SET: Final = frozenset(_BREACH_COLUMNS)
+_KEPT_BY_BREACH: Final = tuple(c for c in _COLUMNS if c not in _BREACH_COLUMNS)
 
 
 class Peek(msgspec.Struct, frozen=True, kw_only=True):
@@ -246,8 +246,9 @@ def _changes(before: IncidentState, after: IncidentState) -> dict[str, Any]:
         raise ValueError(f"a transition of {before.id} cannot become {after.id}")
     changes: dict[str, Any] = {}
     for column in _COLUMNS:
-        value = getattr(after, column)
-        if value != getattr(before, column):
+        value, old = getattr(after, column), getattr(before, column)
+        # A transition keeps what it does not change (the same object): no deep comparison.
+        if value is not old and value != old:
             changes[column] = _json(value) if column in _JSON_COLUMNS else value
     return changes
 
@@ -324,13 +325,12 @@ _BREACH_UPDATE: Final = (
 
 async def apply_breaches(pairs: Sequence[tuple[IncidentState, Transition]]) -> None:
     """Write breach transitions of locked incidents: one statement for the whole batch."""
-    changed: list[Transition] = []
+    # A transition with nothing to do returns the very state it was given.
+    changed = [t for before, t in pairs if t.state is not before]
     for before, t in pairs:
-        columns = _changes(before, t.state).keys()
-        if not columns <= _BREACH_SET:
-            raise ValueError(f"not a breach of {before.id}: it changes {sorted(columns)}")
-        if columns:
-            changed.append(t)
+        moved = [c for c in _KEPT_BY_BREACH if getattr(t.state, c) is not getattr(before, c)]
+        if moved:
+            raise ValueError(f"not a breach of {before.id}: it changes {moved}")
     if not changed:
         return
     after = [t.state for t in changed]
