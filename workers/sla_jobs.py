@@ -20,9 +20,6 @@ from workers.jobs import retry_on_outage
 
 log = logging.getLogger("workers.sla")
 
-# How long a credit waits before asking Stripe again when it did not answer.
-CREDIT_RETRY = timedelta(seconds=30)
-
 
 schedule = queue.schedule_sla_jobs
 
@@ -50,7 +47,7 @@ async def settle_breach_credit(ctx: dict[str, Any], incident_id: str) -> str:
         return await _finish(ctx, await enforcement.settle_credit(incident_id))
     except UpstreamUnavailable as e:
         # Billing keeps its idempotency keys, so asking again pays at most once.
-        raise Retry(defer=CREDIT_RETRY) from e
+        raise Retry(defer=enforcement.CREDIT_RETRY) from e
 
 
 @retry_on_outage
