@@ -42,8 +42,7 @@ class DeadlineChecks:
 
     async def schedule(self, jobs: Sequence[SlaJob]) -> None:
         if jobs:
-            batch: list[tuple[str, str, datetime]] = [(j.kind, j.incident_id, j.at) for j in jobs]
-            await queue.after_commit(queue.enqueue_sla_jobs(self._redis, batch), "deadline checks")
+            await queue.after_commit(queue.enqueue_sla_jobs(self._redis, jobs), "deadline checks")
 
     async def changed(self, changed: service.Changed) -> Incident:
         await self.schedule(changed.jobs)
