@@ -75,6 +75,12 @@ class IncidentController(Controller):
     async def open_incident(
         self, checks: NamedDependency[DeadlineChecks], data: JSONBody[IncidentCreate]
     ) -> Response[Incident]:
+        """Report a helpdesk ticket as an incident: its deadline is computed from `opened_at`
+        (default now; an earlier time is the ticket's own creation) under the entitlement in force
+        then, which the incident keeps (`entitlement`, with `basis` saying why that tier). With
+        `fast_track: true` one fast-track credit is spent (422 when none is left). The same
+        `customer_id` + `external_ref` answers the existing incident with 200. The worker warns at
+        `warn_at` and breaches at `due_at` unless a first response came."""
         opened = await service.open_incident(data)
         await checks.schedule(opened.jobs)
         return Response(
@@ -87,6 +93,8 @@ class IncidentController(Controller):
         summary="One incident with its deadline and SLA status",
     )
     async def get_incident(self, incident_id: FromPath[str]) -> Incident:
+        """One incident: its deadline, warnings, SLA status, pauses, escalation level and, once
+        breached, its service credit."""
         return await service.get_incident(incident_id)
 
     @get(
@@ -101,6 +109,8 @@ class IncidentController(Controller):
         limit: Limit = 20,
         starting_after: FromQuery[str | None] = None,
     ) -> Page[Incident]:
+        """Incidents newest first (keyset pages), filtered by customer, SLA status (`active`,
+        `paused`, `achieved`, `breached`) or priority."""
         found, more = await service.list_incidents(
             limit=limit,
             starting_after=starting_after,
@@ -122,6 +132,9 @@ class IncidentController(Controller):
         incident_id: FromPath[str],
         data: JSONBody[FirstResponse | None] = None,
     ) -> Incident:
+        """Record the first response (at `at`, default now; not in the future nor before
+        `opened_at`): `achieved` when within the deadline, else `breached` (already, or now).
+        A second first response is 409."""
         at = data.at if data else None
         return await checks.changed(await service.record_first_response(incident_id, at))
 
@@ -137,6 +150,9 @@ class IncidentController(Controller):
         incident_id: FromPath[str],
         data: JSONBody[PauseRequest | None] = None,
     ) -> Incident:
+        """Stop the SLA clock while waiting on the customer. Only an active incident before its
+        deadline pauses (409 otherwise); the deadline moves out by the paused business time on
+        resume."""
         at, reason = (data.at, data.reason) if data else (None, None)
         return await checks.changed(await service.pause(incident_id, at, reason))
 
@@ -152,6 +168,8 @@ class IncidentController(Controller):
         incident_id: FromPath[str],
         data: JSONBody[ResumeRequest | None] = None,
     ) -> Incident:
+        """Restart the SLA clock; the deadline moves out by the paused business time and the
+        warning and deadline checks are re-scheduled."""
         return await checks.changed(await service.resume(incident_id, data.at if data else None))
 
     @patch(
@@ -165,6 +183,8 @@ class IncidentController(Controller):
         incident_id: FromPath[str],
         data: JSONBody[IncidentUpdate],
     ) -> Incident:
+        """Change the priority: the deadline is recomputed from `opened_at` with the new
+        priority's target. Refused (409) once the outcome is final (achieved or breached)."""
         return await checks.changed(await service.change_priority(incident_id, data.priority))
 
     @post(
@@ -179,6 +199,8 @@ class IncidentController(Controller):
         incident_id: FromPath[str],
         data: JSONBody[ResolveRequest | None] = None,
     ) -> Incident:
+        """Close the incident. Without a first response the resolution counts as one (so it may
+        be achieved or breached now). A second resolve is 409."""
         return await checks.changed(await service.resolve(incident_id, data.at if data else None))
 
     @get(
@@ -193,6 +215,8 @@ class IncidentController(Controller):
         limit: Limit = 20,
         starting_after: FromQuery[str | None] = None,
     ) -> Page[SlaEvent]:
+        """The incident's append-only ledger, oldest first: opened, warning, paused, resumed,
+        priority_changed, first_response, achieved, breached, escalated, credit_issued, resolved."""
         found, more = await service.list_events(
             incident_id, limit=limit, starting_after=starting_after
         )
@@ -217,6 +241,9 @@ class DeadlineQuoteController(Controller):
         priority: FromQuery[Priority],
         opened_at: FromQuery[datetime | None] = None,
     ) -> Quote:
+        """The upsell: the deadline an incident of this priority opened now (or at `opened_at`)
+        would get under the customer's entitlement, and with fast-track: its deadline, price,
+        the credits left and whether it would be faster."""
         return await service.quote(customer_id, priority, opened_at)
 
 
