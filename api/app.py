@@ -19,6 +19,7 @@ from litestar.types import ControllerRouterHandler
 
 from api import openapi
 from api.boundary import MAX_BODY_BYTES, InputBoundary
+from api.dependencies import DEPENDENCIES
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import AuthMiddleware, IdempotencyMiddleware, OptionsAnswer, RequestContext
 from api.routes import audit as audit_routes
@@ -136,6 +137,7 @@ def create_app(
             StrictInputMiddleware(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        dependencies=DEPENDENCIES,
         openapi_config=_openapi(),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,

@@ -43,8 +43,10 @@ def check_time(value: datetime, field: str) -> datetime:
     """``value`` when it lies in the accepted range, else TimeOutOfRange naming ``field``."""
     if value.tzinfo is None:
         raise TimeOutOfRange(f"Invalid time for field `{field}`: it needs an offset (RFC 3339)")
-    # The year first: comparing year 1 or 9999 across an offset overflows.
-    if not MIN_TIME.year <= value.year < MAX_TIME.year or not MIN_TIME <= value < MAX_TIME:
+    # The (local) year first: comparing year 1 or 9999 across an offset overflows. An
+    # offset moves the instant across a year boundary, so the years around the range pass
+    # on to the exact comparison.
+    if not MIN_TIME.year - 1 <= value.year <= MAX_TIME.year or not MIN_TIME <= value < MAX_TIME:
         raise TimeOutOfRange(f"Invalid time for field `{field}`: it must lie {TIME_RANGE}")
     return value
 

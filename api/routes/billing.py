@@ -10,11 +10,13 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
 from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE, PUBLIC
+from api.dependencies import FollowUps
 from api.middleware import request_key
 from api.pagination import Limit, Page
 from billing import schemas
@@ -24,7 +26,6 @@ from common.config import Settings
 from common.errors import InvalidRequest
 from common.schemas import INT32_MAX
 from sla import service as sla
-from workers import queue
 
 CreditStatus = Literal["pending", "issued", "skipped", "failed"]
 From = Annotated[datetime | None, QueryParameter(name="from")]
@@ -295,22 +296,22 @@ class StripeWebhookController(Controller):
         summary="Inbound Stripe events (signature-verified)",
     )
     async def receive(
-        self, request: Request[Any, Any, Any], state: State
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        followups: NamedDependency[FollowUps],
     ) -> schemas.StripeWebhookAck:
         """Stripe's webhook endpoint: the `Stripe-Signature` header is checked on the raw
         body (300 s tolerance either way), the event is stored once by id and applied by a
         job; a duplicate is acknowledged as such. A signed event that cannot be applied is
         stored `dead` and still answered 200 (Stripe would retry it for days)."""
-        settings: Settings = state.settings
         payload = await request.body()
         delivery = billing.verify_stripe_delivery(
             payload, request.headers.get("stripe-signature"), settings.webhook_secret
         )
         fresh = await billing.store_stripe_event(delivery)
         if fresh and delivery.problem is None:
-            await queue.after_commit(
-                queue.enqueue_stripe_event(state.redis, delivery.id), "the Stripe event"
-            )
+            await followups.stripe_event(delivery.id)
         # A signed event that cannot be applied is kept dead and still answered 2xx: Stripe
         # would otherwise redeliver it for days, failing the same way each time.
         return schemas.StripeWebhookAck(
@@ -348,9 +349,11 @@ class ServiceCreditController(Controller):
         status_code=202,
         summary="Re-issue a failed service credit (Stripe refused it past the retry policy)",
     )
-    async def retry(self, state: State, credit_id: FromPath[str]) -> schemas.ServiceCreditOutcome:
+    async def retry(
+        self, followups: NamedDependency[FollowUps], credit_id: FromPath[str]
+    ) -> schemas.ServiceCreditOutcome:
         job = await sla.retry_credit(credit_id)
-        await queue.after_commit(queue.enqueue_sla_jobs(state.redis, [job]), "the service credit")
+        await followups.sla([job])
         return await billing.get_credit(credit_id)
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from litestar import Controller, Response, get, patch, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
 
 from api.auth import HELPDESK, HELPDESK_OR_FINANCE
+from api.dependencies import FollowUps
 from api.pagination import Limit, Page
 from sla import service
 from sla.schemas import (
@@ -28,29 +27,8 @@ from sla.schemas import (
     ResolveRequest,
     ResumeRequest,
     SlaEvent,
-    SlaJob,
     SlaStatus,
 )
-from workers import queue
-
-
-class DeadlineChecks:
-    """Schedules the jobs a committed SLA change returned; with Redis away the sweep will."""
-
-    def __init__(self, redis: Any) -> None:
-        self._redis = redis
-
-    async def schedule(self, jobs: Sequence[SlaJob]) -> None:
-        if jobs:
-            await queue.after_commit(queue.enqueue_sla_jobs(self._redis, jobs), "deadline checks")
-
-    async def changed(self, changed: service.Changed) -> Incident:
-        await self.schedule(changed.jobs)
-        return changed.incident
-
-
-def provide_deadline_checks(state: State) -> DeadlineChecks:
-    return DeadlineChecks(state.redis)
 
 
 class IncidentController(Controller):
@@ -59,7 +37,6 @@ class IncidentController(Controller):
     path = "/v1/incidents"
     tags = ["incidents"]
     opt = HELPDESK
-    dependencies = {"checks": Provide(provide_deadline_checks, sync_to_thread=False)}
 
     @post(
         operation_id="openIncident",
@@ -73,7 +50,7 @@ class IncidentController(Controller):
         },
     )
     async def open_incident(
-        self, checks: NamedDependency[DeadlineChecks], data: JSONBody[IncidentCreate]
+        self, followups: NamedDependency[FollowUps], data: JSONBody[IncidentCreate]
     ) -> Response[Incident]:
         """Report a helpdesk ticket as an incident: its deadline is computed from `opened_at`
         (default now; an earlier time is the ticket's own creation) under the entitlement in force
@@ -82,7 +59,7 @@ class IncidentController(Controller):
         `customer_id` + `external_ref` answers the existing incident with 200. The worker warns at
         `warn_at` and breaches at `due_at` unless a first response came."""
         opened = await service.open_incident(data)
-        await checks.schedule(opened.jobs)
+        await followups.sla(opened.jobs)
         return Response(
             opened.incident, status_code=HTTP_201_CREATED if opened.created else HTTP_200_OK
         )
@@ -128,7 +105,7 @@ class IncidentController(Controller):
     )
     async def first_response(
         self,
-        checks: NamedDependency[DeadlineChecks],
+        followups: NamedDependency[FollowUps],
         incident_id: FromPath[str],
         data: JSONBody[FirstResponse | None] = None,
     ) -> Incident:
@@ -136,7 +113,9 @@ class IncidentController(Controller):
         `opened_at`): `achieved` when within the deadline, else `breached` (already, or now).
         A second first response is 409."""
         at = data.at if data else None
-        return await checks.changed(await service.record_first_response(incident_id, at))
+        changed = await service.record_first_response(incident_id, at)
+        await followups.sla(changed.jobs)
+        return changed.incident
 
     @post(
         "/{incident_id:str}/pause",
@@ -146,7 +125,7 @@ class IncidentController(Controller):
     )
     async def pause_incident(
         self,
-        checks: NamedDependency[DeadlineChecks],
+        followups: NamedDependency[FollowUps],
         incident_id: FromPath[str],
         data: JSONBody[PauseRequest | None] = None,
     ) -> Incident:
@@ -154,7 +133,9 @@ class IncidentController(Controller):
         deadline pauses (409 otherwise); the deadline moves out by the paused business time on
         resume."""
         at, reason = (data.at, data.reason) if data else (None, None)
-        return await checks.changed(await service.pause(incident_id, at, reason))
+        changed = await service.pause(incident_id, at, reason)
+        await followups.sla(changed.jobs)
+        return changed.incident
 
     @post(
         "/{incident_id:str}/resume",
@@ -164,13 +145,15 @@ class IncidentController(Controller):
     )
     async def resume_incident(
         self,
-        checks: NamedDependency[DeadlineChecks],
+        followups: NamedDependency[FollowUps],
         incident_id: FromPath[str],
         data: JSONBody[ResumeRequest | None] = None,
     ) -> Incident:
         """Restart the SLA clock; the deadline moves out by the paused business time and the
         warning and deadline checks are re-scheduled."""
-        return await checks.changed(await service.resume(incident_id, data.at if data else None))
+        changed = await service.resume(incident_id, data.at if data else None)
+        await followups.sla(changed.jobs)
+        return changed.incident
 
     @patch(
         "/{incident_id:str}",
@@ -179,13 +162,15 @@ class IncidentController(Controller):
     )
     async def update_incident(
         self,
-        checks: NamedDependency[DeadlineChecks],
+        followups: NamedDependency[FollowUps],
         incident_id: FromPath[str],
         data: JSONBody[IncidentUpdate],
     ) -> Incident:
         """Change the priority: the deadline is recomputed from `opened_at` with the new
         priority's target. Refused (409) once the outcome is final (achieved or breached)."""
-        return await checks.changed(await service.change_priority(incident_id, data.priority))
+        changed = await service.change_priority(incident_id, data.priority)
+        await followups.sla(changed.jobs)
+        return changed.incident
 
     @post(
         "/{incident_id:str}/resolve",
@@ -195,13 +180,15 @@ class IncidentController(Controller):
     )
     async def resolve_incident(
         self,
-        checks: NamedDependency[DeadlineChecks],
+        followups: NamedDependency[FollowUps],
         incident_id: FromPath[str],
         data: JSONBody[ResolveRequest | None] = None,
     ) -> Incident:
         """Close the incident. Without a first response the resolution counts as one (so it may
         be achieved or breached now). A second resolve is 409."""
-        return await checks.changed(await service.resolve(incident_id, data.at if data else None))
+        changed = await service.resolve(incident_id, data.at if data else None)
+        await followups.sla(changed.jobs)
+        return changed.incident
 
     @get(
         "/{incident_id:str}/events",

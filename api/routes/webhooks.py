@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Controller, delete, get, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.auth import ADMIN
+from api.dependencies import FollowUps
 from api.middleware import REDACT_OPT
 from api.pagination import Limit, Page
 from common.config import Settings
@@ -20,20 +18,9 @@ from webhooks.schemas import (
     WebhookEndpointCreate,
     WebhookEndpointCreated,
 )
-from workers import queue
 
 # Answers showing a secret once: the idempotency record keeps them without it.
 _SHOWS_SECRET = {REDACT_OPT: ("secret",)}
-
-
-def _settings(state: State) -> Settings:
-    settings: Settings = state.settings
-    return settings
-
-
-def _redis(state: State) -> Any:
-    # The queue's connection (workers.queue.connect); api does not name arq's types.
-    return state.redis
 
 
 class WebhookEndpointController(Controller):
@@ -42,7 +29,6 @@ class WebhookEndpointController(Controller):
     path = "/v1/webhook-endpoints"
     tags = ["webhooks"]
     opt = ADMIN
-    dependencies = {"settings": Provide(_settings, sync_to_thread=False)}
 
     @post(
         operation_id="createWebhookEndpoint",
@@ -117,7 +103,6 @@ class WebhookDeliveryController(Controller):
     path = "/v1/webhook-endpoints/{endpoint_id:str}/deliveries"
     tags = ["webhooks"]
     opt = ADMIN
-    dependencies = {"redis": Provide(_redis, sync_to_thread=False)}
 
     @get(operation_id="listWebhookDeliveries", summary="The endpoint's delivery log, newest first")
     async def list_deliveries(
@@ -140,16 +125,16 @@ class WebhookDeliveryController(Controller):
         summary="Attempt a delivery again now (also a delivered or failed one)",
     )
     async def redeliver(
-        self, endpoint_id: FromPath[str], delivery_id: FromPath[str], redis: NamedDependency[Any]
+        self,
+        endpoint_id: FromPath[str],
+        delivery_id: FromPath[str],
+        followups: NamedDependency[FollowUps],
     ) -> WebhookDelivery:
         """Attempt a delivery again now, whatever its state (a delivered or failed one too); 409
         when its endpoint is deleted."""
         delivery = await service.redeliver(endpoint_id, delivery_id)
         if delivery.next_attempt_at is not None:  # None: a worker already made the attempt
-            await queue.after_commit(
-                queue.enqueue_webhook_delivery(redis, delivery.id, delivery.next_attempt_at),
-                "the redelivery",
-            )
+            await followups.webhook_delivery(delivery.id, delivery.next_attempt_at)
         return delivery
 
 

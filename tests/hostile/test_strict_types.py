@@ -239,3 +239,23 @@ async def test_every_bad_field_is_named_in_one_answer(
     assert {"code", "monthly_price", "annual_price"} <= named, named
     assert any(f.startswith("targets") for f in named), named
     assert await Customer.count() == 0 and await Plan.count() == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "inside"),
+    [
+        # Local years outside the range whose instant is inside it, and the reverse.
+        (datetime(2100, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), True),
+        (datetime(2099, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))), False),
+        (datetime(1969, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))), True),
+        (datetime(1970, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), False),
+    ],
+)
+def test_a_time_is_in_range_by_its_instant_not_its_local_year(
+    value: datetime, inside: bool
+) -> None:
+    if inside:
+        assert check_time(value, "at") is value
+    else:
+        with pytest.raises(TimeOutOfRange):
+            check_time(value, "at")
