@@ -65,6 +65,14 @@ def setup(level: int = logging.INFO, json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "stripe", "pgserver", "arq.worker"):
+    for noisy in (
+        "uvicorn.access",
+        "httpx",
+        "httpcore",
+        "stripe",
+        "pgserver",
+        "arq.worker",
+        "piccolo.engine.base",  # "Running Postgres version …" on every first connection
+    ):
         # Per-request and per-cron chatter; LOG_LEVEL=DEBUG still shows it.
         logging.getLogger(noisy).setLevel(level if level <= logging.DEBUG else logging.WARNING)

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Its webhook sender logs every delivery at INFO; the emulator's own log says enough.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(
         args.webhook_url,
         args.webhook_secret,
