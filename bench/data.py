@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench import setup
-from billing import catalog
+from billing import catalog, ordering
 from billing import seed as catalog_seed
 from billing.schemas import Plan
 from common import db
@@ -261,7 +261,9 @@ def _invoices(
                 created + timedelta(hours=1) if paid else None,
                 "[]",
                 "{}",
-                int(created.timestamp()),
+                ordering.event_key(
+                    int(created.timestamp()), ordering.INVOICE_STAGES[status], "bench"
+                ),
             )
         )
     return rows
@@ -364,5 +366,5 @@ INVOICE = [
     "paid_at",
     "lines",
     "stripe_object",
-    "stripe_event_created",
+    "stripe_event_key",
 ]
