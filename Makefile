@@ -6,12 +6,13 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test lint typecheck pytest bench clean
+.PHONY: help install run test test-faults lint typecheck pytest bench clean
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
 	@echo "             migrate, seed, then the API and a worker (Ctrl-C stops all)"
 	@echo "make test  - lint (ruff), types (mypy), tests (pytest) against real PostgreSQL/Redis"
+	@echo "make test-faults - the fault suite: restarts, kills and Stripe faults on real processes"
 	@echo "make bench - the benchmarks in bench/"
 
 .tools/bin/uv:
@@ -35,6 +36,10 @@ pytest: install
 	$(UV) run --frozen pytest
 
 test: lint typecheck pytest
+
+# Real processes (own PostgreSQL and Redis servers, the emulator, APIs, workers) under faults.
+test-faults: install
+	$(UV) run --frozen pytest -m faults tests/faults -v
 
 bench: install
 	$(UV) run --frozen python -m bench
