@@ -178,3 +178,45 @@ async def settle(stack: Stack, within: float = 90) -> None:
         within=within,
         what="every stored Stripe event was applied (or tried) by a worker",
     )
+
+
+async def fast_tracked_incident(
+    stack: Stack, *, due_in: float, api: Api | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A standard customer who bought one fast-track credit on the saved card, and an
+    incident using it, due in ``due_in`` s: its breach refunds the fast-track payment."""
+    api = api or stack.apis[0]
+    customer = await customer_with_card(stack, api)
+    r = await buy_fast_track(api, customer["id"], 1)
+    assert r.status_code == 201 and r.json()["status"] == "paid", r.text
+    incident = await open_incident(
+        api,
+        customer["id"],
+        due_in=due_in,
+        target_minutes=STANDARD_FAST_TRACK,
+        fast_track=True,
+    )
+    assert incident["fast_track"] is True, incident
+    return customer, incident
+
+
+MINUTE_PLAN = "minute"
+
+
+async def ensure_minute_plan(api: Api) -> None:
+    """A plan whose every target is one minute, 24x7, crediting 10 % per breach: plan
+    incidents (credited by credit note) that fall due a minute after they open."""
+    target = {"first_response_minutes": 1, "coverage": "24x7"}
+    r = await api.http.post(
+        "/v1/plans",
+        json={
+            "code": MINUTE_PLAN,
+            "name": "Minute",
+            "monthly_price": 10_000,
+            "annual_price": 100_000,
+            "targets": {p: target for p in ("p1", "p2", "p3", "p4")},
+            "credit_percent": 10,
+            "credit_cap_percent": 100,
+        },
+    )
+    assert r.status_code in (201, 409), r.text
