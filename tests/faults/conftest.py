@@ -92,6 +92,26 @@ async def running_stack(
         redis.stop()
 
 
+@pytest.fixture(scope="session")
+async def shared_stack(machine_pg: PgServer, faults_root: Path) -> AsyncIterator[Stack]:
+    """Two API processes and two workers with the default environment, for the tests that
+    neither restart a server nor kill a process (each cleans up its own faults)."""
+    async with running_stack("shared", machine_pg, faults_root / "shared", apis=2, workers=2) as (
+        stack,
+        _,
+    ):
+        yield stack
+
+
+@pytest.fixture
+async def stack(shared_stack: Stack) -> AsyncIterator[Stack]:
+    """The shared stack, its emulator's faults cleared and webhooks restored after the test."""
+    yield shared_stack
+    assert shared_stack.emulator is not None
+    await shared_stack.emulator.clear_faults()
+    await shared_stack.emulator.set_webhook_url(f"{shared_stack.apis[0].url}/v1/stripe/webhook")
+
+
 def pg_is_down(pg: PgServer) -> bool:
     return isinstance(pg, OwnPostgres) and not pg.running
 

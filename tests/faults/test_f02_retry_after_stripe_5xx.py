@@ -8,33 +8,17 @@ hence new Stripe idempotency keys: Stripe saw a new request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from tests.faults import books, flows
-from tests.faults.conftest import running_stack
-from tests.faults.harness import PgServer, Stack
+from tests.faults.harness import Stack
 
 pytestmark = pytest.mark.faults
 
 # STRIPE_MAX_RETRIES=1: two attempts per gateway call, both answered 500 after the write.
 EVERY_ATTEMPT = 2
-
-
-@pytest.fixture(scope="module")
-async def stack(machine_pg: PgServer, faults_root: Path) -> AsyncIterator[Stack]:
-    async with running_stack("f02", machine_pg, faults_root / "f02") as (stack, _):
-        yield stack
-
-
-@pytest.fixture(autouse=True)
-async def no_faults_left(stack: Stack) -> AsyncIterator[None]:
-    yield
-    assert stack.emulator is not None
-    await stack.emulator.clear_faults()
-    await stack.emulator.set_webhook_url(f"{stack.apis[0].url}/v1/stripe/webhook")
 
 
 async def test_a_fast_track_purchase_retried_after_a_5xx_charges_once(

@@ -9,33 +9,15 @@ the way production latency does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.faults import books, flows
-from tests.faults.conftest import running_stack
-from tests.faults.harness import PgServer, Stack
+from tests.faults.harness import Stack
 
 pytestmark = pytest.mark.faults
-
-
-@pytest.fixture(scope="module")
-async def stack(machine_pg: PgServer, faults_root: Path) -> AsyncIterator[Stack]:
-    async with running_stack("f03", machine_pg, faults_root / "f03", apis=2, workers=2) as (
-        stack,
-        _,
-    ):
-        yield stack
-
-
-@pytest.fixture(autouse=True)
-async def no_faults_left(stack: Stack) -> AsyncIterator[None]:
-    yield
-    assert stack.emulator is not None
-    await stack.emulator.clear_faults()
 
 
 def _accepted(statuses: list[int], ids: list[Any]) -> bool:

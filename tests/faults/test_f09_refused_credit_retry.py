@@ -7,23 +7,15 @@ either way at most one refund (or credit note) per incident, on both sides.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.faults import books, flows
-from tests.faults.conftest import running_stack
-from tests.faults.harness import PgServer, Stack, eventually
+from tests.faults.harness import Stack, eventually
 
 pytestmark = pytest.mark.faults
-
-
-@pytest.fixture(scope="module")
-async def stack(machine_pg: PgServer, faults_root: Path) -> AsyncIterator[Stack]:
-    async with running_stack("f09", machine_pg, faults_root / "f09") as (stack, _):
-        yield stack
 
 
 async def _credit(stack: Stack, incident_id: str) -> dict[str, Any]:
