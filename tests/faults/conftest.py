@@ -153,6 +153,17 @@ def report(request: pytest.FixtureRequest) -> Callable[..., None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     rep = yield
+    if rep.when == "call" and rep.failed and not any(r["test"] == item.name for r in RESULTS):
+        # The closing table lists every scenario, also one that failed before counting.
+        RESULTS.append(
+            {
+                "test": item.name,
+                "fault": "(failed before counting: see the failure)",
+                "load": "-",
+                "lost": "?",
+                "doubled": "?",
+            }
+        )
     if rep.failed and ACTIVE:
         for stack in ACTIVE:
             rep.sections.append((f"service logs of stack {stack.name}", stack.logs(60)))
