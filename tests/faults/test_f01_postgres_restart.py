@@ -123,12 +123,12 @@ async def _worker_survives(
         what="the worker breaches incidents that fell due after the fault",
     )
     late = await books.lateness(stack, incidents)
+    report(fault, "12 checkout events in flight, 10 open transactions", late=late)
     worker = stack.workers[0]
     assert worker.alive, worker.tail()
     check = await stack.worker_check()
     assert check.returncode == 0, f"worker --check {check.returncode}: {check.stdout}{check.stderr}"
     exited = await worker.terminate(20)
-    report(fault, "12 checkout events in flight, 10 open transactions", late=late)
     assert exited is not None, f"the worker did not exit within 20 s of SIGTERM:\n{worker.tail()}"
     assert not late.not_breached and not late.doubled, late.line()
 
