@@ -126,6 +126,16 @@ def database_of(url: str) -> str:
     return urlparse(url).path.lstrip("/") or "postgres"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class PgServer:
     """A PostgreSQL server: its admin URL, databases made from a migrated template."""
 
@@ -154,9 +164,20 @@ class PgServer:
         finally:
             await conn.close()
 
+    async def _drop_orphans(self) -> None:
+        """Databases an earlier run left behind (its process is gone): ``<prefix>_<pid>_<n>``."""
+        rows = await self.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", f"{self.prefix}_"
+        )
+        for row in rows:
+            parts = str(row["datname"])[len(self.prefix) + 1 :].split("_")
+            if len(parts) == 2 and parts[0].isdigit() and not _alive(int(parts[0])):
+                await self.drop_database(str(row["datname"]))
+
     async def template(self) -> str:
         """A database migrated once per session: every stack's database is a copy of it."""
         if self._template is None:
+            await self._drop_orphans()
             name = f"{self.prefix}_tpl"
             await self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await self.execute(f'CREATE DATABASE "{name}"')
