@@ -6,14 +6,19 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test test-faults lint typecheck pytest bench clean
+.PHONY: help install run test test-hostile test-faults lint typecheck pytest bench clean reset key demo stripe-reference
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
 	@echo "             migrate, seed, then the API and a worker (Ctrl-C stops all)"
 	@echo "make test  - lint (ruff), types (mypy), tests (pytest) against real PostgreSQL/Redis"
+	@echo "make test-hostile - the attacks of tests/hostile/ with a long schemathesis budget"
 	@echo "make test-faults - the fault suite: restarts, kills and Stripe faults on real processes"
 	@echo "make bench - the benchmarks in bench/"
+	@echo "make key ROLE=helpdesk [NAME=me] - create an API key (admin, helpdesk or finance)"
+	@echo "make demo  - the API tour against a running make run (about two minutes)"
+	@echo "make reset - start from scratch: forget all data of make run (asks first)"
+	@echo "make stripe-reference - regenerate the emulator's Stripe types (needs npm)"
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -37,12 +42,37 @@ pytest: install
 
 test: lint typecheck pytest
 
+# CI runs tests/hostile/ with a small schemathesis budget (HOSTILE_MAX_EXAMPLES, default 10);
+# this is the long run: every operation, each role, all checks, stateful, more examples.
+test-hostile: install
+	HOSTILE_MAX_EXAMPLES=$${HOSTILE_MAX_EXAMPLES:-100} $(UV) run --frozen pytest tests/hostile -q -s
+
+ROLE ?= admin
+NAME ?= $(USER)
+key: install
+	$(UV) run --frozen support-billing keys create --role $(ROLE) --name "$(or $(NAME),me)"
+
+demo: install
+	$(UV) run --frozen support-billing demo
+
+reset: install
+	$(UV) run --frozen support-billing reset
+
 # Real processes (own PostgreSQL and Redis servers, the emulator, APIs, workers) under faults.
 test-faults: install
 	$(UV) run --frozen pytest -m faults tests/faults -v
 
 bench: install
 	$(UV) run --frozen python -m bench
+
+# The npm release of `stripe` whose TypeScript types are generated for the API version the
+# Python SDK in uv.lock pins (its cjs/apiVersion.js must say so; the generator records it).
+STRIPE_NPM_VERSION := 23.1.0
+
+stripe-reference: install
+	rm -rf .tools/stripe-npm && mkdir -p .tools/stripe-npm
+	cd .tools/stripe-npm && npm pack --silent stripe@$(STRIPE_NPM_VERSION) && tar xzf stripe-$(STRIPE_NPM_VERSION).tgz
+	$(UV) run --frozen python tools/stripe_reference.py .tools/stripe-npm/package
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache

@@ -3,11 +3,12 @@
 import os
 
 from piccolo.conf.apps import AppRegistry
-from piccolo.engine.postgres import PostgresEngine
+
+from common.db import Engine
 
 # The launcher exports DATABASE_URL (the embedded server's when none is configured)
 # before any table is used; the fallback only lets tooling import this module.
-DB = PostgresEngine(
+DB = Engine(
     config={"dsn": os.environ.get("DATABASE_URL", "postgresql://localhost:5432/support_billing")},
     extensions=(),
 )

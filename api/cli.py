@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,13 +13,9 @@ from typing import Any, TypeVar
 import click
 
 from common.config import ConfigError, Settings, configure_logging, load_settings
-from common.embedded import Services, ensure_services, wait_for_port
+from common.embedded import Services, ensure_services
 
 T = TypeVar("T")
-
-from billing.stripe_gateway import EMULATOR_API_KEY  # noqa: E402 - after the TypeVar
-
-EMULATOR_WEBHOOK_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - dev-only emulator secret, public by design
 
 
 def _settings() -> Settings:
@@ -37,9 +31,7 @@ def _settings() -> Settings:
 def _services(settings: Settings, *, redis: bool = True) -> Iterator[Services]:
     """Configured or embedded services, exported to the environment for this process."""
     services = ensure_services(
-        settings.database_url,
-        settings.redis_url if redis else (settings.redis_url or "redis://unused"),
-        settings.data_dir,
+        settings.database_url, settings.redis_url, settings.data_dir, with_redis=redis
     )
     services.export()
     try:
@@ -150,8 +142,28 @@ def stripe_sync_catalog() -> None:
             click.echo(f"synced {line}")
 
 
+@stripe_group.command("dead")
+@click.option("--limit", default=100, show_default=True, help="How many, newest first.")
+def stripe_dead(limit: int) -> None:
+    """List Stripe events stored dead (they cannot be applied as sent), with their error."""
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import inbox
+
+        rows = _run(lambda: inbox.dead(limit))
+        for row in rows:
+            click.echo(
+                f"{row['id']}  {row['type'] or '-'}  dead {row['dead_at']:%Y-%m-%d %H:%M}  "
+                f"attempts {row['attempts']}  {row['last_error']}"
+            )
+        if not rows:
+            click.echo("no dead events")
+
+
 @stripe_group.command("replay")
-@click.option("--failed", is_flag=True, help="Re-run every event whose last attempt failed.")
+@click.option(
+    "--failed", is_flag=True, help="Re-run every event whose last attempt failed, dead ones too."
+)
 @click.argument("event_ids", nargs=-1)
 def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
     """Apply stored Stripe events again (chosen ids, or --failed); safe to repeat."""
@@ -159,7 +171,7 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
         raise click.UsageError("name event ids or pass --failed")
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import events
+        from billing import inbox
         from billing.stripe_gateway import close, configure_from_settings
         from common.audit import acting_as
 
@@ -169,9 +181,9 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
             results = []
             try:
                 with acting_as("cli:replay"):
-                    for event_id in await events.mark_for_replay(list(event_ids), failed):
+                    for event_id in await inbox.mark_for_replay(list(event_ids), failed):
                         try:
-                            results.append((event_id, await events.process(event_id)))
+                            results.append((event_id, await inbox.process(event_id)))
                         except Exception as e:  # report each failure and go on with the rest
                             results.append((event_id, f"failed: {e!r}"))
             finally:
@@ -183,6 +195,52 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
             click.echo(f"{event_id}: {outcome}")
         if not results:
             click.echo("no matching events")
+        if any(o.startswith("failed") for _, o in results):
+            raise SystemExit(1)
+
+
+@main.group("credits")
+def credits_group() -> None:
+    """Service credits for breached incidents."""
+
+
+@credits_group.command("retry")
+@click.option("--failed", is_flag=True, help="Re-issue every failed service credit.")
+@click.argument("credit_ids", nargs=-1)
+def credits_retry(failed: bool, credit_ids: tuple[str, ...]) -> None:
+    """Re-issue failed service credits now (after fixing what Stripe refused); safe to repeat."""
+    if not failed and not credit_ids:
+        raise click.UsageError("name service credit ids (scr_…) or pass --failed")
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import service as billing
+        from billing.stripe_gateway import close, configure_from_settings
+        from common.audit import acting_as
+        from sla import enforcement
+
+        configure_from_settings(settings)
+
+        async def retry() -> list[tuple[str, str]]:
+            results = []
+            try:
+                with acting_as("cli:credits"):
+                    ids = list(credit_ids) or await billing.failed_credit_ids()
+                    for credit_id in ids:
+                        try:
+                            job = await enforcement.retry_credit(credit_id)
+                            done = (await enforcement.settle_credit(job.incident_id)).done
+                        except Exception as e:  # report each and go on with the rest
+                            done = f"failed: {e}"
+                        results.append((credit_id, done))
+            finally:
+                await close()
+            return results
+
+        results = _run(retry)
+        for credit_id, outcome in results:
+            click.echo(f"{credit_id}: {outcome}")
+        if not results:
+            click.echo("no failed service credits")
         if any(o.startswith("failed") for _, o in results):
             raise SystemExit(1)
 
@@ -242,127 +300,96 @@ def api(host: str | None, port: int | None, processes: int) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run one arq worker."""
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 0 when this host's worker processes are healthy, 1 when not (a liveness probe).",
+)
+@click.option("--pid", type=int, default=None, help="With --check: only this worker process.")
+def worker(check: bool, pid: int | None) -> None:
+    """Run a worker process: the deadline queue and the bulk queue (Ctrl-C stops it)."""
     settings = _settings()
+    from workers import process
+
+    if check:
+        healthy, lines = process.check(settings, pid)
+        for line in lines:
+            click.echo(line)
+        raise SystemExit(0 if healthy else 1)
     with _services(settings):
-        from arq.worker import run_worker
+        asyncio.run(process.serve(load_settings()))
 
-        from workers.settings import WorkerSettings
 
-        run_worker(WorkerSettings)  # type: ignore[arg-type]
+@main.command()
+def demo() -> None:
+    """The README's tour against a running `make run`, told step by step."""
+    from api import demo as tour
+
+    raise SystemExit(tour.main(_settings()))
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do it without asking.")
+def reset(yes: bool) -> None:
+    """Start from scratch (development): forget every customer, plan, incident and Stripe object."""
+    settings = _settings()
+    if settings.production:
+        raise click.ClickException("reset refuses to run with APP_ENV=production")
+    from api import devstack
+
+    what = devstack.reset_plan(settings)
+    click.echo("This forgets everything:")
+    for line in what:
+        click.echo(f"  - {line}")
+    if not yes and not click.confirm("Go on?", default=False):
+        raise SystemExit(1)
+    for line in devstack.reset(settings):
+        click.echo(line)
 
 
 @main.command()
 @click.option("--with-worker/--no-worker", default=True, show_default=True)
 def run(with_worker: bool) -> None:
     """Everything for development: services, emulator, migrations, seed, API and a worker."""
+    from api import devstack
+    from common import db
+
     settings = _settings()
-    children: list[subprocess.Popen[bytes]] = []
     started = time.monotonic()
-    with _services(settings) as services:
-        env = dict(os.environ)
-        if settings.uses_stripe_emulator:
-            env.update(_start_emulator(settings, children))
-        os.environ.update(env)
-        from common import db
-
-        _run(db.run_migrations)
-        _run(lambda: _seed_catalog(load_settings()))
-        exe = sys.executable
-        children.append(
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    exe,
-                    "-m",
-                    "api.cli",
-                    "api",
-                    "--host",
-                    settings.host,
-                    "--port",
-                    str(settings.port),
-                ],
-                env=env,
-            )
-        )
-        if with_worker:
-            children.append(subprocess.Popen([exe, "-m", "api.cli", "worker"], env=env))  # noqa: S603
-        base = f"http://{settings.host}:{settings.port}"
-        try:
-            wait_for_port(settings.host, settings.port, timeout=60)
-        except TimeoutError:
-            _stop(children)
-            raise click.ClickException("the API did not start; see the log above") from None
-        click.echo("")
-        click.echo(f"Support Billing is running ({time.monotonic() - started:.1f}s)")
-        click.echo(f"  API       {base}   (ready: {base}/ready)")
-        click.echo(f"  OpenAPI   {base}/schema   (JSON: {base}/schema/openapi.json)")
-        for line in services.describe():
-            click.echo(f"  {line}")
-        if settings.uses_stripe_emulator:
-            click.echo(f"  stripe: emulator at {env['STRIPE_API_BASE']}")
-        click.echo("  create a key:  uv run support-billing keys create --role admin --name me")
-        click.echo("  Ctrl-C stops everything")
-        _wait(children)
-
-
-def _start_emulator(settings: Settings, children: list[subprocess.Popen[bytes]]) -> dict[str, str]:
-    port = settings.stripe_emulator_port
-    secret = settings.stripe_webhook_secret or EMULATOR_WEBHOOK_SECRET
-    webhook_url = f"http://{settings.host}:{settings.port}/v1/stripe/webhook"
-    children.append(
-        subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "stripe_emulator",
-                "--port",
-                str(port),
-                "--webhook-url",
-                webhook_url,
-                "--webhook-secret",
-                secret,
-            ],
-        )
-    )
-    wait_for_port("127.0.0.1", port, timeout=30)
-    return {
-        "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
-        "STRIPE_API_KEY": EMULATOR_API_KEY,
-        "STRIPE_WEBHOOK_SECRET": secret,
-    }
-
-
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for child in children:
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-
-
-def _wait(children: list[subprocess.Popen[bytes]]) -> None:
-    stop = False
-
-    def on_signal(signum: int, _: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    # Installed explicitly: a launcher started in the background inherits SIGINT ignored.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    children = devstack.Children()
+    devstack.check_ports(settings)
     try:
-        while not stop and all(child.poll() is None for child in children):
-            time.sleep(0.3)
+        with _services(settings) as services, devstack.stopping_on_signals(children) as stopped:
+            devstack.check_dependencies(services)
+            env = dict(os.environ)
+            if settings.uses_stripe_emulator:
+                env.update(devstack.start_emulator(settings, children))
+            os.environ.update(env)
+            _run(db.run_migrations)
+            _run(lambda: _seed_catalog(load_settings()))
+            key = devstack.dev_admin_key(settings)
+            exe = sys.executable
+            api_args = ["api", "--host", settings.host, "--port", str(settings.port)]
+            children.start("API", [exe, "-m", "api.cli", *api_args], env)
+            if with_worker:
+                children.start("worker", [exe, "-m", "api.cli", "worker"], env)
+            base = f"http://{settings.host}:{settings.port}"
+            devstack.wait_until_answering(f"{base}/health", children, devstack.API_START_TIMEOUT)
+            devstack.banner(settings, services, env, key, time.monotonic() - started)
+            while not stopped():
+                dead = children.dead()
+                if dead is not None:
+                    raise devstack.StartFailed(f"the {dead[0]} exited with code {dead[1]}")
+                time.sleep(0.3)
+            click.echo("stopping…")
+    except click.ClickException:
+        raise
     except KeyboardInterrupt:
-        pass
-    finally:
         click.echo("stopping…")
-        _stop(children)
+    except Exception as e:
+        raise devstack.StartFailed(f"could not start: {type(e).__name__}: {e}") from e
+    finally:
+        children.stop()
 
 
 if __name__ == "__main__":

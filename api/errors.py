@@ -7,10 +7,12 @@ import re
 from typing import Any
 
 import msgspec
+import redis.exceptions
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from common import db
 from common.errors import (
     BadRequest,
     Conflict,
@@ -187,12 +189,40 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 def handle_domain(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
     status = next((code for family, code in _STATUS_BY_FAMILY if isinstance(exc, family)), 422)
     errors = [FieldError(field=exc.field, message=exc.detail)] if exc.field else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
     return problem_response(
-        status, exc.title, exc.detail, instance=_instance(request), errors=errors
+        status, exc.title, exc.detail, instance=_instance(request), errors=errors, headers=headers
     )
 
 
+# Seconds a client should wait after a dependency outage before trying again.
+OUTAGE_RETRY_AFTER = 2
+
+
+def dependency_outage(exc: BaseException) -> str | None:
+    """Which dependency ``exc`` says is unreachable (PostgreSQL, Redis), if it says so."""
+    if db.unavailable(exc):
+        return "the database"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "the job queue (Redis)"
+    return None
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    outage = dependency_outage(exc)
+    if outage is not None:
+        # An outage, not a bug: nothing was committed by this request (a write that
+        # committed before the outage answers as committed; see the routes).
+        log.warning("%s is unavailable: %r", outage, exc)
+        return problem_response(
+            503,
+            "Service unavailable",
+            f"{outage} did not answer; try again shortly"
+            " (a retry with the same Idempotency-Key is safe)",
+            slug="unavailable",
+            instance=_instance(request),
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER)},
+        )
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
         HTTP_500_INTERNAL_SERVER_ERROR,

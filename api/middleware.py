@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -13,14 +15,20 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import allowed_roles, authorize
-from api.errors import PROBLEM_BASE, PROBLEM_JSON, Problem
-from common import apikeys, idempotency, ratelimit
+from api.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem
+from common import apikeys, idempotency, leases, ratelimit
 from common.audit import actor_var
 from common.errors import DomainError
 from common.ids import request_id as new_request_id
 from common.logging import request_id_var
+from workers import queue
 
 access_log = logging.getLogger("api.access")
+log = logging.getLogger("api.middleware")
+
+REQUEST_KEY_SCOPE = "support_billing.request_key"
+# How long a request waits for Redis to count it against its key's limit.
+RATE_LIMIT_TIMEOUT = 1.0
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -39,7 +47,10 @@ async def send_problem(
     title: str,
     detail: str,
     headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    field: str | None = None,
 ) -> None:
+    """Answer with a problem+json from below Litestar's exception handling."""
     body = msgspec.json.encode(
         Problem(
             type=PROBLEM_BASE + slug,
@@ -47,6 +58,7 @@ async def send_problem(
             status=status,
             detail=detail,
             request_id=request_id_var.get(),
+            errors=[FieldError(field=field, message=detail)] if field else None,
         )
     )
     await send(
@@ -63,17 +75,26 @@ async def send_problem(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-class RequestContextMiddleware(ASGIMiddleware):
-    """Give each request an id (honouring a sane ``X-Request-Id``) and log one line for it."""
+class RequestContext:
+    """Give each request an id (honouring a sane ``X-Request-Id``) and log one line for it.
 
-    scopes = (ScopeType.HTTP,)
+    Pure ASGI around the whole application (``api.app``), outside Litestar's exception
+    handling: the status logged is the one the client received (a 401 raised by the auth
+    middleware, a 404 from the router), and every response carries ``X-Request-Id``.
+    """
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Any) -> None:
             nonlocal status
@@ -86,11 +107,22 @@ class RequestContextMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Litestar answers every exception itself; one escaping it is a bug of ours.
+            log.exception("unhandled error outside the application")
+            if status is None:
+                await send_problem(
+                    send_with_id,
+                    500,
+                    "internal-error",
+                    "Internal error",
+                    "the service failed to handle this request; it has been logged",
+                )
         finally:
-            principal = scope.get("auth")
             if access_log.isEnabledFor(logging.INFO):
-                self._log(scope, status, started, principal)
+                # None: the client left before any answer (uvicorn logs no status either).
+                self._log(scope, status or 499, started, scope.get("auth"))
             request_id_var.reset(token)
 
     @staticmethod
@@ -106,6 +138,51 @@ class RequestContextMiddleware(ASGIMiddleware):
                 "key": principal.key_id if isinstance(principal, apikeys.Principal) else None,
             },
         )
+
+
+class OptionsAnswer:
+    """Answer ``OPTIONS`` with every method of the path, as the 405 answer's ``Allow`` does.
+
+    Litestar's own OPTIONS handler lists only the methods of the first handler registered
+    for a path, so clients were told two different things.
+    """
+
+    def __init__(self, app: ASGIApp, methods_by_path: dict[str, set[str]]) -> None:
+        self.app = app
+        static: dict[str, str] = {}
+        patterns: list[tuple[re.Pattern[str], str]] = []
+        for template, methods in methods_by_path.items():
+            allow = ", ".join(sorted({*methods, "OPTIONS"}))
+            if "{" not in template:
+                static[template.rstrip("/") or "/"] = allow
+            else:
+                regex = "".join(
+                    "[^/]+" if part.startswith("{") else re.escape(part)
+                    for part in re.split(r"(\{[^}]+\})", template)
+                )
+                patterns.append((re.compile(f"^{regex}/?$"), allow))
+        self.static = static
+        self.patterns = patterns
+
+    def allow(self, path: str) -> str | None:
+        found = self.static.get(path.rstrip("/") or "/")
+        if found is not None:
+            return found
+        return next((allow for pattern, allow in self.patterns if pattern.match(path)), None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allow = self.allow(scope["path"]) if scope.get("method") == "OPTIONS" else None
+        if scope["type"] != ScopeType.HTTP or allow is None:
+            await self.app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"allow", allow.encode()), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class AuthMiddleware(ASGIMiddleware):
@@ -133,9 +210,16 @@ class AuthMiddleware(ASGIMiddleware):
         scope["user"] = principal
         if principal is not None and self.rate_limit > 0:
             redis = scope["litestar_app"].state.redis
-            allowed_now, retry_after = await self.limiter.hit(
-                redis, principal.key_id, self.rate_limit, time.time()
-            )
+            try:
+                async with asyncio.timeout(RATE_LIMIT_TIMEOUT):
+                    allowed_now, retry_after = await self.limiter.hit(
+                        redis, principal.key_id, self.rate_limit, time.time()
+                    )
+            except queue.REDIS_DOWN as e:
+                # Fail open: with Redis away the limits cannot be counted, and refusing
+                # every key would turn a Redis outage into an outage of the whole API.
+                log.warning("rate limit not applied, Redis is unavailable: %r", e)
+                allowed_now, retry_after = True, 0
             if not allowed_now:
                 await send_problem(
                     send,
@@ -170,6 +254,15 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if key is None or not isinstance(principal, apikeys.Principal):
             await next_app(scope, receive, send)
             return
+        try:
+            idempotency.check_key(key)
+        except idempotency.InvalidIdempotencyKey as e:
+            await send_problem(
+                send, 400, "invalid-idempotency-key", e.title, e.detail, field="Idempotency-Key"
+            )
+            return
+        # The input boundary (api.boundary) has already read the body, at most its size
+        # limit, and hands it on as one message: nothing here buffers past that limit.
         chunks: list[bytes] = []
         while True:
             message: Any = await receive()
@@ -189,7 +282,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
         except DomainError as e:
             status = 409 if isinstance(e, idempotency.IdempotencyInFlight) else 422
             slug = "request-in-progress" if status == 409 else "idempotency-key-reused"
-            await send_problem(send, status, slug, e.title, e.detail)
+            retry = [(b"retry-after", str(e.retry_after).encode())] if e.retry_after else None
+            await send_problem(
+                send, status, slug, e.title, e.detail, headers=retry, field="Idempotency-Key"
+            )
             return
         if isinstance(outcome, idempotency.StoredResponse):
             await send(
@@ -207,6 +303,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
             )
             await send({"type": "http.response.body", "body": outcome.body, "more_body": False})
             return
+        claim = outcome
+        # Services that create things in Stripe key their reservations on it, so a retry
+        # of a request that died mid-way finishes the same work instead of repeating it.
+        scope[REQUEST_KEY_SCOPE] = claim.request_key  # type: ignore[literal-required]
 
         replayed = False
 
@@ -234,12 +334,52 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await send(message)
 
         try:
-            await next_app(scope, replay_body, capture)
+            async with leases.renewing(lambda: idempotency.renew(claim)):
+                await next_app(scope, replay_body, capture)
         except BaseException:
-            await idempotency.release(outcome)
+            await _settle(idempotency.release(claim))
             raise
-        # Only final answers are kept: a 5xx or 429 may succeed when retried.
-        if status >= 500 or status == 429:
-            await idempotency.release(outcome)
+        # Only final answers are kept: a 5xx, a 429 or any answer that says when to come
+        # back (a busy 409) may go differently when retried.
+        if status >= 500 or status == 429 or "retry-after" in headers:
+            await _settle(idempotency.release(claim))
         else:
-            await idempotency.complete(outcome, status, headers, b"".join(out))
+            await _settle(idempotency.complete(claim, status, headers, _stored_body(scope, out)))
+
+
+async def _settle(step: Awaitable[None]) -> None:
+    """Record how a claimed request ended; when the database is away, its lease lapses."""
+    try:
+        await step
+    except Exception as e:
+        log.warning("could not record the outcome of an idempotent request: %r", e)
+
+
+def request_key(scope: Scope) -> str | None:
+    """The ``Idempotency-Key`` identity of this request (same across its retries), if any."""
+    key = scope.get(REQUEST_KEY_SCOPE)
+    return key if isinstance(key, str) else None
+
+
+REDACT_OPT = "idempotency_redact"
+
+
+def _stored_body(scope: Scope, chunks: list[bytes]) -> bytes:
+    """The response body as kept for replays: without the fields the route marks secret.
+
+    A route answering with a secret shown once (``opt={REDACT_OPT: ("secret",)}``) has it
+    replaced by null in the stored copy: an idempotency record never holds it in clear.
+    """
+    body = b"".join(chunks)
+    fields = scope["route_handler"].opt.get(REDACT_OPT)
+    if not fields or not body:
+        return body
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return b""  # never keep what could not be redacted
+    if isinstance(document, dict):
+        for name in fields:
+            if name in document:
+                document[name] = None
+    return msgspec.json.encode(document)

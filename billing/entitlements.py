@@ -164,6 +164,11 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
             grace_end = state["past_due_since"] + grace_period()
             valid_until = min(valid_until, grace_end) if valid_until else grace_end
             in_grace = True
+    basis = _basis(plan, paid, status, state, in_grace, valid_until)
+    if not paid and historical:
+        later = await _first_subscription_after(customer_id, when)
+        if later is not None:
+            basis += f"; its subscription began only at {_iso(later)}"
     return schemas.Entitlement(
         customer_id=customer_id,
         at=when,
@@ -191,7 +196,46 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
         monthly_price=plan.monthly_price if paid else None,
         overage_price=plan.overage_price if paid else None,
         credit_policy=plan.credit_policy if paid else None,
+        basis=basis,
     )
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _basis(
+    plan: schemas.Plan,
+    paid: bool,
+    status: str | None,
+    state: Any,
+    in_grace: bool,
+    valid_until: datetime | None,
+) -> str:
+    """Why this tier applies, in a sentence (an incident keeps it in its snapshot)."""
+    subscription = state["subscription_id"]
+    if paid:
+        why = f"{plan.code} v{plan.version}: subscription {subscription} is {status}"
+        if in_grace and valid_until is not None:
+            why += f" (payment failed; the plan holds until {_iso(valid_until)})"
+        return why
+    if subscription is None or status is None:
+        return f"{plan.code}: no paid subscription was in force at that instant"
+    if status == "past_due":
+        days = get_settings().past_due_grace_days
+        return f"{plan.code}: subscription {subscription} has been past_due for over {days} days"
+    return f"{plan.code}: subscription {subscription} is {status}"
+
+
+async def _first_subscription_after(customer_id: str, at: datetime) -> datetime | None:
+    rows = await _fetch(
+        "SELECT min(effective_at) AS first FROM subscription_history"
+        " WHERE customer_id = {} AND effective_at > {}",
+        customer_id,
+        at,
+    )
+    first: datetime | None = rows[0]["first"] if rows else None
+    return first
 
 
 async def announce(

@@ -68,3 +68,7 @@ class InvalidEvent(BadRequest):
 
 class InvoiceNotFound(NotFound):
     pass
+
+
+class ServiceCreditNotFound(NotFound):
+    pass

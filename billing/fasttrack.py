@@ -6,19 +6,20 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from billing import customers, entitlements, schemas
+from billing import customers, entitlements, reservations, schemas
 from billing.exceptions import (
     FastTrackUnavailable,
     PaymentDeclined,
     PurchaseNotFound,
+    StripeRejected,
 )
 from billing.stripe_gateway import gateway
 from billing.tables import FastTrackLedger, FastTrackPurchase
-from common import audit, outbox
+from common import audit, leases, outbox
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
-from common.errors import Conflict, InvalidRequest
+from common.errors import Busy, Conflict, InvalidRequest, UpstreamUnavailable
 from common.ids import new_id
 from common.money import Money
 
@@ -42,98 +43,190 @@ def to_schema(row: FastTrackPurchase) -> schemas.FastTrackPurchase:
     )
 
 
+def _unsent(row: FastTrackPurchase) -> bool:
+    """A reserved purchase whose PaymentIntent or Checkout Session is not known yet.
+
+    ``stripe_lease_until`` is set from the reservation until the Stripe call is known to
+    have finished; its value says until when the current attempt holds it.
+    """
+    return (
+        row.stripe_lease_until is not None
+        and row.stripe_payment_intent_id is None
+        and row.stripe_checkout_session_id is None
+    )
+
+
 async def purchase(
-    customer_id: str, data: schemas.FastTrackPurchaseCreate
+    customer_id: str, data: schemas.FastTrackPurchaseCreate, request_key: str | None = None
 ) -> schemas.FastTrackPurchase:
+    """Buy fast-track credits: a Checkout Session, or an off-session charge of the saved card.
+
+    The purchase row is reserved before Stripe is asked, under a key derived from its
+    id. With an ``Idempotency-Key`` (``request_key``), a retry after an unknown outcome
+    finds that row and asks again under the same key, so Stripe answers with the
+    PaymentIntent it already made: one charge, one grant. Without one, every request is
+    a purchase of its own.
+    """
     cust = await customers.get_row(customer_id)
-    ent = await entitlements.entitlement(customer_id)
-    if ent.fast_track.included:
-        raise InvalidRequest(
-            f"the {ent.tier} plan fast-tracks every incident; nothing to buy", field="quantity"
-        )
-    price = ent.fast_track.price
-    if price is None:
-        raise FastTrackUnavailable(f"fast-track is not sold on the {ent.tier} plan")
     if cust.stripe_customer_id is None:
         raise InvalidRequest("the customer has no Stripe customer")
+    row = await _resumable(customer_id, request_key)
+    if row is not None and not _unsent(row):
+        return to_schema(row)
+    minutes = None
+    price: Money | None = None
+    if row is None:
+        ent = await entitlements.entitlement(customer_id)
+        if ent.fast_track.included:
+            raise InvalidRequest(
+                f"the {ent.tier} plan fast-tracks every incident; nothing to buy", field="quantity"
+            )
+        price = ent.fast_track.price
+        if price is None:
+            raise FastTrackUnavailable(f"fast-track is not sold on the {ent.tier} plan")
+        minutes = ent.fast_track.first_response_minutes
     method = None
     if data.mode == "charge_saved_method":
         method = await customers.require_saved_payment_method(cust)
-    row = FastTrackPurchase(
-        id=new_id("ftp"),
-        customer_id=customer_id,
-        quantity=data.quantity,
-        unit_amount=price.amount,
-        currency=price.currency,
-        mode=data.mode,
-        status="pending",
-        created_at=utcnow(),
-    )
-    metadata = {"purchase_id": row.id, "customer_id": customer_id, "kind": "fast_track"}
-    total = price.amount * data.quantity
-    gw = gateway()
-    if data.mode == "checkout":
-        session = await gw.checkout_payment(
-            key=row.id,
-            stripe_customer_id=cust.stripe_customer_id,
-            name=f"Fast-track incident ({ent.fast_track.first_response_minutes} min response)",
+    if row is None:
+        assert price is not None
+        row = FastTrackPurchase(
+            id=new_id("ftp"),
+            customer_id=customer_id,
+            quantity=data.quantity,
             unit_amount=price.amount,
             currency=price.currency,
-            quantity=data.quantity,
-            success_url=data.success_url or "https://example.invalid/fast-track/success",
-            cancel_url=data.cancel_url or "https://example.invalid/fast-track/cancel",
-            metadata=metadata,
+            mode=data.mode,
+            status="pending",
+            stripe_lease_until=leases.until(),
+            request_key=request_key,
+            created_at=utcnow(),
         )
-        row.checkout_url = session.get("url")
-        row.stripe_checkout_session_id = session["id"]
         async with engine().transaction():
             await row.save()
             await audit.record(
                 "fast_track.purchase_started", "fast_track_purchase", row.id, after=to_schema(row)
             )
-        return to_schema(row)
-    assert method is not None
-    async with engine().transaction():
-        await row.save()
-    try:
-        intent = await gw.charge_saved_method(
-            key=row.id,
-            stripe_customer_id=cust.stripe_customer_id,
-            payment_method=method,
-            amount=total,
-            currency=price.currency,
-            description=f"{data.quantity} fast-track incident(s)",
-            metadata=metadata,
-        )
-    except PaymentDeclined as e:
-        if e.decline_code == "authentication_required":
-            # Off-session charges cannot ask for 3-D Secure: the customer must pay in
-            # Checkout. The purchase stays visible as needing that action.
-            await FastTrackPurchase.update(
-                {
-                    FastTrackPurchase.status: "requires_action",
-                    FastTrackPurchase.failure_reason: (
-                        "the card needs the customer's authentication; buy with mode=checkout"
-                    ),
-                }
-            ).where(FastTrackPurchase.id == row.id)
-            fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == row.id).first()
-            assert fresh is not None
-            return to_schema(fresh)
+    metadata = {"purchase_id": row.id, "customer_id": customer_id, "kind": "fast_track"}
+    gw = gateway()
+    async with reservations.held(FastTrackPurchase, row.id):
+        try:
+            if row.mode == "checkout":
+                session = await gw.checkout_payment(
+                    key=row.id,
+                    stripe_customer_id=cust.stripe_customer_id,
+                    name=_product_name(minutes),
+                    unit_amount=row.unit_amount,
+                    currency=row.currency,
+                    quantity=row.quantity,
+                    success_url=data.success_url or _default_url("fast-track/success"),
+                    cancel_url=data.cancel_url or _default_url("fast-track/cancel"),
+                    metadata=metadata,
+                )
+            else:
+                assert method is not None
+                intent = await gw.charge_saved_method(
+                    key=row.id,
+                    stripe_customer_id=cust.stripe_customer_id,
+                    payment_method=method,
+                    amount=row.unit_amount * row.quantity,
+                    currency=row.currency,
+                    description=f"{row.quantity} fast-track incident(s)",
+                    metadata=metadata,
+                )
+        except PaymentDeclined as e:
+            return await _declined(row, e)
+        except StripeRejected as e:
+            await _fail(row.id, e.detail)  # Stripe made nothing
+            raise
+        except UpstreamUnavailable:
+            # Unknown outcome: the next identical request finishes it.
+            await reservations.lapse(FastTrackPurchase, row.id)
+            raise
+    if row.mode == "checkout":
         await FastTrackPurchase.update(
             {
-                FastTrackPurchase.status: "failed",
-                FastTrackPurchase.failure_reason: e.detail,
+                FastTrackPurchase.checkout_url: session.get("url"),
+                FastTrackPurchase.stripe_checkout_session_id: session["id"],
+                FastTrackPurchase.stripe_lease_until: None,
             }
         ).where(FastTrackPurchase.id == row.id)
-        await audit.record(
-            "fast_track.purchase_failed", "fast_track_purchase", row.id, after={"reason": e.detail}
-        )
-        raise PaymentDeclined(f"{e.detail} (purchase {row.id})", decline_code=e.decline_code) from e
-    await apply_payment_intent(intent)
+    else:
+        await FastTrackPurchase.update(
+            {
+                FastTrackPurchase.stripe_payment_intent_id: intent["id"],
+                FastTrackPurchase.stripe_lease_until: None,
+            }
+        ).where(FastTrackPurchase.id == row.id)
+        await apply_payment_intent(intent)
     fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == row.id).first()
     assert fresh is not None
     return to_schema(fresh)
+
+
+def _product_name(minutes: int | None) -> str:
+    return f"Fast-track incident ({minutes} min response)" if minutes else "Fast-track incident"
+
+
+def _default_url(path: str) -> str:
+    base = get_settings().public_base_url or "https://example.invalid"
+    return f"{base.rstrip('/')}/{path}"
+
+
+async def _resumable(customer_id: str, request_key: str | None) -> FastTrackPurchase | None:
+    """The purchase an earlier attempt of this very request reserved, leased to this one."""
+    if request_key is None:
+        return None
+    now = utcnow()
+    row = (
+        await FastTrackPurchase.objects()
+        .where(
+            (FastTrackPurchase.request_key == request_key)
+            & (FastTrackPurchase.customer_id == customer_id)
+        )
+        .first()
+    )
+    if row is None or not _unsent(row):
+        return row
+    if not await reservations.take(FastTrackPurchase, row.id, now):
+        raise Busy(
+            f"fast-track purchase {row.id} is being made",
+            retry_after=leases.retry_after(row.stripe_lease_until, now),
+        )
+    return row
+
+
+async def _fail(purchase_id: str, reason: str) -> None:
+    await FastTrackPurchase.update(
+        {
+            FastTrackPurchase.status: "failed",
+            FastTrackPurchase.failure_reason: reason,
+            FastTrackPurchase.stripe_lease_until: None,
+        }
+    ).where(FastTrackPurchase.id == purchase_id)
+    await audit.record(
+        "fast_track.purchase_failed", "fast_track_purchase", purchase_id, after={"reason": reason}
+    )
+
+
+async def _declined(row: FastTrackPurchase, e: PaymentDeclined) -> schemas.FastTrackPurchase:
+    if e.decline_code == "authentication_required":
+        # Off-session charges cannot ask for 3-D Secure: the customer must pay in
+        # Checkout. The purchase stays visible as needing that action.
+        await FastTrackPurchase.update(
+            {
+                FastTrackPurchase.status: "requires_action",
+                FastTrackPurchase.stripe_lease_until: None,
+                FastTrackPurchase.failure_reason: (
+                    "the card needs the customer's authentication; buy with mode=checkout"
+                ),
+            }
+        ).where(FastTrackPurchase.id == row.id)
+        fresh = await FastTrackPurchase.objects().where(FastTrackPurchase.id == row.id).first()
+        assert fresh is not None
+        return to_schema(fresh)
+    await _fail(row.id, e.detail)
+    raise PaymentDeclined(f"{e.detail} (purchase {row.id})", decline_code=e.decline_code) from e
 
 
 async def apply_payment_intent(intent: dict[str, Any]) -> None:
@@ -185,6 +278,7 @@ async def grant(purchase_id: str, *, payment_intent: str | None) -> bool:
         row.paid_at = now
         row.expires_at = now + timedelta(days=get_settings().fast_track_expiry_days)
         row.failure_reason = None
+        row.stripe_lease_until = None
         row.stripe_payment_intent_id = payment_intent or row.stripe_payment_intent_id
         await row.save()
         await FastTrackLedger.insert(
@@ -332,7 +426,8 @@ async def list_purchases(customer_id: str) -> list[schemas.FastTrackPurchase]:
         .where(FastTrackPurchase.customer_id == customer_id)
         .order_by(FastTrackPurchase.created_at, ascending=False)
     )
-    return [to_schema(r) for r in rows]
+    # A reservation whose Stripe call has no known outcome is nobody's purchase yet.
+    return [to_schema(r) for r in rows if not _unsent(r)]
 
 
 async def refund_unused(

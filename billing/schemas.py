@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from common.money import Money
+from common.money import Currency, Money
+from common.schemas import NonNegativeInt32, RequestBody
 
 Priority = Literal["p1", "p2", "p3", "p4"]
 PRIORITIES: tuple[Priority, ...] = ("p1", "p2", "p3", "p4")
@@ -17,7 +18,20 @@ PlanCode = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_-]{1,59}$", exampl
 Amount = Annotated[int, msgspec.Meta(ge=0, le=10_000_000_00)]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=60 * 24 * 30)]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
-Currency = Annotated[str, msgspec.Meta(pattern="^[a-z]{3}$")]
+# Where a URL is stored or handed to Stripe for a redirect: http(s) only, no javascript:.
+HttpUrl = Annotated[
+    str,
+    msgspec.Meta(
+        # Explicit ranges, not \s: Python's and ECMAScript's \s differ (\x1c…\x1f, \x85).
+        pattern=r"^https?://[^\x00-\x20\x7f/?#@]+(?:[/?#][^\x00-\x20\x7f]*)?$",
+        max_length=2048,
+        examples=["https://helpdesk.example.com/billing/done"],
+    ),
+]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Window = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{2}:[0-9]{2}-[0-9]{2}:[0-9]{2}$", examples=["09:00-17:00"])
+]
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,7 +45,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 # ---------------------------------------------------------------- plans
 
 
-class PlanCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PlanCreate(RequestBody, kw_only=True):
     code: PlanCode
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
@@ -39,7 +53,7 @@ class PlanCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     monthly_price: Amount
     annual_price: Amount
     targets: dict[Priority, Target]
-    included_incidents: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    included_incidents: NonNegativeInt32 | None = None
     overage_price: Amount | None = None
     fast_track_price: Amount | None = None
     fast_track_minutes: Minutes | None = None
@@ -47,7 +61,7 @@ class PlanCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     credit_cap_percent: Percent = 0
 
 
-class PlanUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PlanUpdate(RequestBody, kw_only=True):
     """Fields to change; anything omitted is carried over into the new version."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
@@ -55,7 +69,7 @@ class PlanUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     monthly_price: Amount | None = None
     annual_price: Amount | None = None
     targets: dict[Priority, Target] | None = None
-    included_incidents: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    included_incidents: NonNegativeInt32 | None = None
     overage_price: Amount | None = None
     fast_track_price: Amount | None = None
     fast_track_minutes: Minutes | None = None
@@ -93,14 +107,26 @@ class Plan(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- customers
 
 
-class CustomerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CustomerCreate(RequestBody, kw_only=True):
     external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    email: Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
+    email: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]+$",
+            max_length=320,
+        ),
+    ]
     timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
     country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] | None = None
     # {"mon": ["09:00-17:00"], "tue": [...], ...}; missing days are closed
-    business_hours: dict[str, list[str]] | None = None
+    business_hours: (
+        Annotated[
+            dict[str, Annotated[list[Window], msgspec.Meta(max_length=12)]],
+            msgspec.Meta(max_length=7, extra_json_schema={"propertyNames": {"enum": WEEKDAYS}}),
+        ]
+        | None
+    ) = None
 
 
 class Customer(msgspec.Struct, frozen=True):
@@ -119,16 +145,16 @@ class Customer(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- subscriptions
 
 
-class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SubscriptionCreate(RequestBody, kw_only=True):
     plan: PlanCode
     interval: Interval = "month"
     mode: Literal["checkout", "charge_saved_method", "send_invoice"] = "checkout"
-    success_url: str | None = None
-    cancel_url: str | None = None
+    success_url: HttpUrl | None = None
+    cancel_url: HttpUrl | None = None
     days_until_due: Annotated[int, msgspec.Meta(ge=1, le=90)] = 30
 
 
-class SubscriptionChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SubscriptionChange(RequestBody, kw_only=True):
     plan: PlanCode
     interval: Interval = "month"
 
@@ -181,11 +207,11 @@ class PortalSession(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- fast-track
 
 
-class FastTrackPurchaseCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class FastTrackPurchaseCreate(RequestBody, kw_only=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
     mode: Literal["checkout", "charge_saved_method"] = "checkout"
-    success_url: str | None = None
-    cancel_url: str | None = None
+    success_url: HttpUrl | None = None
+    cancel_url: HttpUrl | None = None
 
 
 class FastTrackPurchase(msgspec.Struct, frozen=True):
@@ -240,6 +266,8 @@ class Entitlement(msgspec.Struct, frozen=True):
     monthly_price: Money | None = None
     overage_price: Money | None = None
     credit_policy: CreditPolicy | None = None
+    # Why this tier applies, in a sentence ("business v3: subscription subs_… is active").
+    basis: str = ""
 
 
 class IncidentClaim(msgspec.Struct, frozen=True):
@@ -264,3 +292,7 @@ class ServiceCreditOutcome(msgspec.Struct, frozen=True):
     stripe_object_id: str | None
     created_at: datetime
     issued_at: datetime | None
+    # While pending after a failed attempt: attempts so far, the last error, the next try.
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None

@@ -22,3 +22,11 @@ async def claim_incident(
 
 async def issue_breach_credit(incident_id: str) -> schemas.ServiceCreditOutcome:
     return await credits.issue_breach_credit(incident_id)
+
+
+async def reissue_credit(credit_id: str) -> schemas.ServiceCreditOutcome:
+    return await credits.reissue(credit_id)
+
+
+async def failed_credit_ids() -> list[str]:
+    return await credits.failed_ids()

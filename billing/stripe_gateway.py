@@ -12,6 +12,7 @@ from typing import Any, cast
 import stripe
 
 from billing.exceptions import PaymentDeclined, StripeRejected, StripeUnavailable
+from common.config import EMULATOR_API_KEY
 
 log = logging.getLogger("billing.stripe")
 
@@ -107,12 +108,33 @@ class StripeGateway:
     async def retrieve_customer(self, stripe_customer_id: str) -> StripeDict:
         return await self._call(self._v1.customers.retrieve_async, stripe_customer_id)
 
+    async def card_payment_methods(self, stripe_customer_id: str) -> list[StripeDict]:
+        """The customer's attached cards, newest first (where Checkout leaves a saved card)."""
+        found = await self._call(
+            self._v1.customers.payment_methods.list_async,
+            stripe_customer_id,
+            params={"type": "card", "limit": 10},
+        )
+        return cast(list[StripeDict], found.get("data", []))
+
     async def portal_session(self, stripe_customer_id: str, return_url: str) -> StripeDict:
         return await self._call(
             self._v1.billing_portal.sessions.create_async,
             params={"customer": stripe_customer_id, "return_url": return_url},
             idempotency_key=None,
         )
+
+    async def list_events(
+        self, *, created_gte: int, created_lt: int, starting_after: str | None = None
+    ) -> StripeDict:
+        """One page (newest first) of the events Stripe created in ``[gte, lt)``."""
+        params: dict[str, Any] = {
+            "created": {"gte": created_gte, "lt": created_lt},
+            "limit": 100,
+        }
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._call(self._v1.events.list_async, params=params)
 
     # ------------------------------------------------------------ catalog
 
@@ -210,6 +232,32 @@ class StripeGateway:
             idempotency_key=f"subscription-{key}",
         )
 
+    async def find_subscription(
+        self, stripe_customer_id: str, subscription_id: str
+    ) -> StripeDict | None:
+        """The customer's Stripe subscription made for our ``subscription_id``, if any."""
+        return await self._find_by_metadata(
+            self._v1.subscriptions.list_async,
+            {"customer": stripe_customer_id, "status": "all"},
+            "subscription_id",
+            subscription_id,
+        )
+
+    async def _find_by_metadata(
+        self, op: Callable[..., Awaitable[Any]], filters: dict[str, Any], key: str, value: str
+    ) -> StripeDict | None:
+        """The first listed object whose ``metadata[key]`` is ``value``, paging to the end."""
+        params: dict[str, Any] = {**filters, "limit": 100}
+        while True:
+            page = await self._call(op, params=params)
+            data = page.get("data", [])
+            for obj in data:
+                if (obj.get("metadata") or {}).get(key) == value:
+                    return cast(StripeDict, obj)
+            if not page.get("has_more") or not data:
+                return None
+            params["starting_after"] = data[-1]["id"]
+
     async def retrieve_subscription(self, stripe_subscription_id: str) -> StripeDict:
         return await self._call(self._v1.subscriptions.retrieve_async, stripe_subscription_id)
 
@@ -229,7 +277,7 @@ class StripeGateway:
             "proration_behavior": "always_invoice",
         }
         if reset_anchor:
-            details["billing_cycle_anchor"] = "now"
+            details["billing_cycle_anchor"] = {"type": "now"}
         return await self._call(
             self._v1.invoices.create_preview_async,
             params={
@@ -258,7 +306,7 @@ class StripeGateway:
             "cancel_at_period_end": False,
         }
         if reset_anchor:
-            params["billing_cycle_anchor"] = "now"
+            params["billing_cycle_anchor"] = {"type": "now"}
         return await self._call(
             self._v1.subscriptions.update_async,
             stripe_subscription_id,
@@ -388,6 +436,23 @@ class StripeGateway:
             idempotency_key=f"credit-note-{key}",
         )
 
+    async def find_credit(
+        self,
+        *,
+        service_credit_id: str,
+        invoice: str | None = None,
+        payment_intent: str | None = None,
+    ) -> StripeDict | None:
+        """The credit note (on ``invoice``) or refund (of ``payment_intent``) made for our
+        ``service_credit_id``, if Stripe has one."""
+        if invoice is not None:
+            op, filters = self._v1.credit_notes.list_async, {"invoice": invoice}
+        elif payment_intent is not None:
+            op, filters = self._v1.refunds.list_async, {"payment_intent": payment_intent}
+        else:
+            return None
+        return await self._find_by_metadata(op, filters, "service_credit_id", service_credit_id)
+
     async def invoice_item(
         self,
         *,
@@ -416,8 +481,6 @@ class StripeGateway:
 
 
 _gateway: StripeGateway | None = None
-
-EMULATOR_API_KEY = "sk_test_emulator"
 
 
 def configure_from_settings(settings: Any) -> None:

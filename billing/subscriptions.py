@@ -6,35 +6,27 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from billing import catalog, customers, entitlements, schemas
+from billing import catalog, customers, entitlements, ordering, reservations, schemas
 from billing.exceptions import (
+    PaymentDeclined,
     PlanNotFound,
+    StripeRejected,
     SubscriptionConflict,
     SubscriptionNotFound,
 )
 from billing.stripe_gateway import StripeDict, gateway
 from billing.tables import Customer, Subscription, SubscriptionHistory
-from common import audit
+from common import audit, leases
 from common.clock import utcnow
+from common.config import get_settings
 from common.db import engine
-from common.errors import InvalidRequest
+from common.errors import Busy, InvalidRequest, UpstreamUnavailable
 from common.ids import new_id
 from common.money import Money
 
 log = logging.getLogger("billing.subscriptions")
 
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "paused")
-# Tie-break for events stamped in the same second: later lifecycle stages win.
-_STATUS_RANK = {
-    "incomplete": 0,
-    "trialing": 1,
-    "active": 2,
-    "past_due": 3,
-    "unpaid": 4,
-    "paused": 4,
-    "incomplete_expired": 5,
-    "canceled": 6,
-}
 
 
 def _ts(value: int | None) -> datetime | None:
@@ -82,6 +74,7 @@ async def current_row(customer_id: str) -> Subscription | None:
         .order_by(Subscription.created_at, ascending=False)
         .limit(10)
     )
+    rows = [r for r in rows if not _unsent(r)]  # reservations are nobody's subscription yet
     live = [r for r in rows if r.status in LIVE_STATUSES]
     candidates = live or rows
     return candidates[0] if candidates else None
@@ -95,64 +88,155 @@ async def get_current(customer_id: str) -> schemas.Subscription:
     return to_schema(row)
 
 
-async def create(customer_id: str, data: schemas.SubscriptionCreate) -> schemas.SubscriptionCreated:
+def _unsent(row: Subscription) -> bool:
+    """A reservation whose Stripe object (subscription or Checkout Session) is not known yet.
+
+    ``stripe_lease_until`` is set from the reservation until the create is known to
+    have finished; its value says until when the current attempt holds it.
+    """
+    return (
+        row.stripe_lease_until is not None
+        and row.stripe_subscription_id is None
+        and row.stripe_checkout_session_id is None
+    )
+
+
+def _collection_method(mode: str) -> str:
+    return "send_invoice" if mode == "send_invoice" else "charge_automatically"
+
+
+async def create(
+    customer_id: str, data: schemas.SubscriptionCreate, request_key: str | None = None
+) -> schemas.SubscriptionCreated:
+    """Subscribe the customer through Stripe, reaching Stripe once per subscription.
+
+    The local row is reserved first, under the customer's row lock, so concurrent
+    creates (one API process or several) cannot both call Stripe: the second sees the
+    reservation and is told to come back. Stripe is then asked under a key derived
+    from the reserved id; a create that died mid-way (unknown outcome: a timeout, a
+    5xx after Stripe wrote, a killed process) is finished by the next identical
+    request with that same key, and Stripe answers with what it already made.
+    """
     cust = await customers.get_row(customer_id)
     plan, price_id = await _sellable(data.plan, data.interval)
-    existing = await current_row(customer_id)
-    if existing is not None and existing.status in LIVE_STATUSES:
-        raise SubscriptionConflict(
-            f"customer already has a {existing.status} subscription {existing.id}; "
-            "PATCH it to change plan"
-        )
     if cust.stripe_customer_id is None:
         raise InvalidRequest("the customer has no Stripe customer")
-    sub_id = new_id("subs")
-    metadata = {"subscription_id": sub_id, "customer_id": customer_id, "plan_id": plan.id}
-    now = utcnow()
-    row = Subscription(
-        id=sub_id,
-        customer_id=customer_id,
-        plan_id=plan.id,
-        plan_code=plan.code,
-        plan_version=plan.version,
-        interval=data.interval,
-        status="incomplete",
-        collection_method="send_invoice" if data.mode == "send_invoice" else "charge_automatically",
-        created_at=now,
-        updated_at=now,
-    )
-    checkout_url = None
+    method = None
+    if data.mode == "charge_saved_method":
+        method = await customers.require_saved_payment_method(cust)
+    row = await _reserve(cust, plan, data, request_key)
+    if not _unsent(row):  # this very request finished before (a retry after a lost answer)
+        return await _created(row)
+    metadata = {"subscription_id": row.id, "customer_id": customer_id, "plan_id": plan.id}
+    session: StripeDict | None = None
     remote: StripeDict | None = None
-    if data.mode == "checkout":
-        session = await gateway().checkout_subscription(
-            key=sub_id,
-            stripe_customer_id=cust.stripe_customer_id,
-            price_id=price_id,
-            success_url=data.success_url or "https://example.invalid/billing/success",
-            cancel_url=data.cancel_url or "https://example.invalid/billing/cancel",
-            metadata=metadata,
-        )
-        checkout_url = session.get("url")
-        row.stripe_checkout_session_id = session["id"]
-    else:
-        method = None
-        if data.mode == "charge_saved_method":
-            method = await customers.require_saved_payment_method(cust)
-        remote = await gateway().create_subscription(
-            key=sub_id,
-            stripe_customer_id=cust.stripe_customer_id,
-            price_id=price_id,
-            metadata=metadata,
-            send_invoice=data.mode == "send_invoice",
-            days_until_due=data.days_until_due,
-            payment_method=method,
-        )
+    async with reservations.held(Subscription, row.id):
+        try:
+            if data.mode == "checkout":
+                session = await gateway().checkout_subscription(
+                    key=row.id,
+                    stripe_customer_id=cust.stripe_customer_id,
+                    price_id=price_id,
+                    success_url=data.success_url or _default_url("billing/success"),
+                    cancel_url=data.cancel_url or _default_url("billing/cancel"),
+                    metadata=metadata,
+                )
+            else:
+                remote = await gateway().create_subscription(
+                    key=row.id,
+                    stripe_customer_id=cust.stripe_customer_id,
+                    price_id=price_id,
+                    metadata=metadata,
+                    send_invoice=data.mode == "send_invoice",
+                    days_until_due=data.days_until_due,
+                    payment_method=method,
+                )
+        except (StripeRejected, PaymentDeclined):
+            # Stripe made nothing (a charge_automatically create that cannot be paid is
+            # refused whole: payment_behavior=error_if_incomplete).
+            await _forget(row.id)
+            raise
+        except UpstreamUnavailable:
+            await reservations.lapse(Subscription, row.id)
+            raise
     async with engine().transaction():
+        if session is not None:
+            await Subscription.update(
+                {
+                    Subscription.stripe_checkout_session_id: session["id"],
+                    Subscription.stripe_lease_until: None,
+                    Subscription.updated_at: utcnow(),
+                }
+            ).where(Subscription.id == row.id)
+        if remote is not None:
+            await Subscription.update({Subscription.stripe_lease_until: None}).where(
+                Subscription.id == row.id
+            )
+            await apply_remote(remote, event_key=None)
+    fresh = await Subscription.objects().where(Subscription.id == row.id).first()
+    assert fresh is not None
+    return schemas.SubscriptionCreated(
+        subscription=to_schema(fresh), checkout_url=session.get("url") if session else None
+    )
+
+
+async def _reserve(
+    cust: Customer, plan: schemas.Plan, data: schemas.SubscriptionCreate, request_key: str | None
+) -> Subscription:
+    """The customer's reserved row for this create (new, resumed, or already finished)."""
+    now = utcnow()
+    wanted = (plan.id, data.interval, _collection_method(data.mode))
+    async with engine().transaction():
+        # One create per customer at a time, across every API process.
+        await Customer.raw("SELECT id FROM customer WHERE id = {} FOR UPDATE", cust.id)
+        rows = (
+            await Subscription.objects()
+            .where(Subscription.customer_id == cust.id)
+            .order_by(Subscription.created_at, ascending=False)
+            .limit(20)
+        )
+        if request_key is not None:
+            mine = next((r for r in rows if r.request_key == request_key), None)
+            if mine is not None and not _unsent(mine):
+                return mine
+        for r in rows:
+            if r.status in LIVE_STATUSES:
+                raise SubscriptionConflict(
+                    f"customer already has a {r.status} subscription {r.id}; "
+                    "PATCH it to change plan"
+                )
+        for r in [r for r in rows if _unsent(r)]:
+            if r.stripe_lease_until is not None and r.stripe_lease_until > now:
+                raise Busy(
+                    f"subscription {r.id} is being created for this customer",
+                    retry_after=leases.retry_after(r.stripe_lease_until, now),
+                )
+            if (r.plan_id, r.interval, r.collection_method) == wanted:
+                # The same create, died mid-way: finish it under its own Stripe key.
+                r.stripe_lease_until = leases.until(now)
+                r.request_key = request_key or r.request_key
+                await r.save([Subscription.stripe_lease_until, Subscription.request_key])
+                return r
+            await _settle_abandoned(cust, r)
+        row = Subscription(
+            id=new_id("subs"),
+            customer_id=cust.id,
+            plan_id=plan.id,
+            plan_code=plan.code,
+            plan_version=plan.version,
+            interval=data.interval,
+            status="incomplete",
+            collection_method=_collection_method(data.mode),
+            stripe_lease_until=leases.until(now),
+            request_key=request_key,
+            created_at=now,
+            updated_at=now,
+        )
         await row.save()
         await audit.record(
             "subscription.created",
             "subscription",
-            sub_id,
+            row.id,
             after={
                 "plan": plan.code,
                 "plan_version": plan.version,
@@ -160,11 +244,63 @@ async def create(customer_id: str, data: schemas.SubscriptionCreate) -> schemas.
                 "mode": data.mode,
             },
         )
-        if remote is not None:
-            await apply_remote(remote, event_key=None)
-    fresh = await Subscription.objects().where(Subscription.id == sub_id).first()
-    assert fresh is not None
-    return schemas.SubscriptionCreated(subscription=to_schema(fresh), checkout_url=checkout_url)
+    return row
+
+
+async def _settle_abandoned(cust: Customer, row: Subscription) -> None:
+    """An unfinished create for other terms, whose request died: learn what Stripe made.
+
+    Charging creates are looked up in Stripe by the reserved id in their metadata: if
+    Stripe made the subscription it is mirrored (and the new create then conflicts with
+    it); if not, the reservation is dropped. A Checkout reservation moved no money and
+    is dropped (a session completed later still arrives by webhook with its id).
+    """
+    if row.collection_method == "charge_automatically" or row.collection_method == "send_invoice":
+        assert cust.stripe_customer_id is not None
+        made = await gateway().find_subscription(cust.stripe_customer_id, row.id)
+        if made is not None:
+            await apply_remote(made, event_key=None)
+            raise SubscriptionConflict(
+                f"customer already has subscription {row.id} (its create finished in Stripe); "
+                "PATCH it to change plan"
+            )
+    await Subscription.delete().where(
+        (Subscription.id == row.id) & (Subscription.status == "incomplete")
+    )
+    await audit.record(
+        "subscription.create_abandoned", "subscription", row.id, after={"reason": "superseded"}
+    )
+
+
+async def _created(row: Subscription) -> schemas.SubscriptionCreated:
+    url = None
+    if row.stripe_checkout_session_id is not None and row.status == "incomplete":
+        session = await gateway().retrieve_checkout_session(row.stripe_checkout_session_id)
+        url = session.get("url")
+    return schemas.SubscriptionCreated(subscription=to_schema(row), checkout_url=url)
+
+
+async def _forget(subscription_id: str) -> None:
+    """Drop a reservation Stripe made nothing for (its webhook cannot arrive)."""
+    async with engine().transaction():
+        deleted = (
+            await Subscription.delete()
+            .where(
+                (Subscription.id == subscription_id)
+                & (Subscription.status == "incomplete")
+                & Subscription.stripe_subscription_id.is_null()
+            )
+            .returning(Subscription.id)
+        )
+        if deleted:
+            await audit.record(
+                "subscription.create_refused", "subscription", subscription_id, after=None
+            )
+
+
+def _default_url(path: str) -> str:
+    base = get_settings().public_base_url or "https://example.invalid"
+    return f"{base.rstrip('/')}/{path}"
 
 
 def _item(remote: StripeDict) -> dict[str, Any]:
@@ -180,8 +316,8 @@ def _price_id(remote: StripeDict) -> str | None:
 
 
 def event_key(created: int, status: str, event_id: str) -> str:
-    """A total order of events: Stripe's created, then lifecycle rank, then the id."""
-    return f"{created:012d}:{_STATUS_RANK.get(status, 2)}:{event_id}"
+    """The ordering key (``billing.ordering``) of an event about a subscription."""
+    return ordering.event_key(created, ordering.SUBSCRIPTION_STAGES.get(status, 2), event_id)
 
 
 async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscription | None:
@@ -201,9 +337,9 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         row = await Subscription.objects().where(Subscription.id == row.id).lock_rows().first()
         assert row is not None
     stored = row.stripe_event_key if row is not None else ""
-    # An object straight from Stripe's API (no event) is newer than anything applied so far.
-    key = max(event_key_now(remote), stored + "+") if event_key is None else event_key
-    stale = bool(stored) and stored >= key
+    stage = ordering.SUBSCRIPTION_STAGES.get(remote.get("status", "active"), 2)
+    key = ordering.api_key(stored, stage, utcnow()) if event_key is None else event_key
+    stale = not ordering.applies(key, stored)
     price_id = _price_id(remote)
     plan = await catalog.plan_by_price(price_id) if price_id else None
     if plan is None and meta.get("plan_id"):
@@ -229,13 +365,13 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
                 id=new_id("subh"),
                 subscription_id=row.id,
                 customer_id=row.customer_id,
-                effective_at=key_time(key),
+                effective_at=ordering.key_time(key),
                 plan_id=plan.id,
                 status=status,
                 interval=interval,
                 current_period_start=_ts(item.get("current_period_start")),
                 current_period_end=_ts(item.get("current_period_end")),
-                past_due_since=key_time(key) if status == "past_due" else None,
+                past_due_since=ordering.key_time(key) if status == "past_due" else None,
             )
         )
         return row
@@ -250,7 +386,7 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
         )
     past_due_since: datetime | None = row.past_due_since
     if status == "past_due" and past_due_since is None:
-        past_due_since = key_time(key)
+        past_due_since = ordering.key_time(key)
     elif status != "past_due":
         past_due_since = None
     row.plan_id, row.plan_code, row.plan_version = plan.id, plan.code, plan.version
@@ -265,13 +401,14 @@ async def apply_remote(remote: StripeDict, *, event_key: str | None) -> Subscrip
     row.canceled_at = _ts(remote.get("canceled_at"))
     row.past_due_since = past_due_since
     row.stripe_subscription_id = stripe_id
+    row.stripe_lease_until = None  # whoever reserved it, the create has finished in Stripe
     row.stripe_item_id = item.get("id")
     row.stripe_event_key = key
     row.updated_at = now
     await row.save()
     after = to_schema(row)
     if before is None or _entitling(before) != _entitling(after):
-        effective = key_time(key)
+        effective = ordering.key_time(key)
         await SubscriptionHistory.insert(
             SubscriptionHistory(
                 id=new_id("subh"),
@@ -312,20 +449,16 @@ def _entitling(s: schemas.Subscription) -> tuple[Any, ...]:
     )
 
 
-def event_key_now(remote: StripeDict) -> str:
-    now = int(utcnow().timestamp())
-    return event_key(now, remote.get("status", "active"), "api")
-
-
-def key_time(key: str) -> datetime:
-    return datetime.fromtimestamp(int(key.split(":", 1)[0]), UTC)
-
-
 async def _live_with_item(customer_id: str) -> tuple[Customer, Subscription]:
     cust = await customers.get_row(customer_id)
     row = await current_row(customer_id)
-    if row is None or row.status not in LIVE_STATUSES or not row.stripe_subscription_id:
-        raise SubscriptionNotFound(f"customer {customer_id!r} has no live subscription to change")
+    if row is None:
+        raise SubscriptionNotFound(f"customer {customer_id!r} has no subscription to change")
+    if row.status not in LIVE_STATUSES or not row.stripe_subscription_id:
+        # It exists but cannot change now (checkout pending, canceled): a state conflict.
+        raise SubscriptionConflict(
+            f"customer {customer_id!r} has no live subscription to change (it is {row.status})"
+        )
     if row.stripe_item_id is None:
         remote = await gateway().retrieve_subscription(row.stripe_subscription_id)
         async with engine().transaction():
@@ -435,6 +568,6 @@ async def portal_url(customer_id: str, return_url: str | None) -> schemas.Portal
     if cust.stripe_customer_id is None:
         raise InvalidRequest("the customer has no Stripe customer")
     session = await gateway().portal_session(
-        cust.stripe_customer_id, return_url or "https://example.invalid/account"
+        cust.stripe_customer_id, return_url or _default_url("account")
     )
     return schemas.PortalSession(url=session["url"])

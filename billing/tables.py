@@ -6,6 +6,7 @@ from piccolo.columns import (
     JSONB,
     BigInt,
     Boolean,
+    Bytea,
     Integer,
     Text,
     Timestamptz,
@@ -51,6 +52,9 @@ class Customer(Table, tablename="customer"):
     business_hours = JSONB(null=True, default=None)
     stripe_customer_id = Varchar(length=100, null=True, default=None, unique=True)
     default_payment_method = Varchar(length=100, null=True, default=None)
+    # Set while a request creates the Stripe customer (the row is reserved first).
+    stripe_lease_until = Timestamptz(null=True, default=None)
+    request_key = Varchar(length=100, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 
@@ -74,6 +78,9 @@ class Subscription(Table, tablename="subscription"):
     stripe_subscription_id = Varchar(length=100, null=True, default=None, unique=True)
     stripe_checkout_session_id = Varchar(length=100, null=True, default=None, unique=True)
     stripe_item_id = Varchar(length=100, null=True, default=None)
+    # Set while a request creates the Stripe subscription or Checkout Session.
+    stripe_lease_until = Timestamptz(null=True, default=None)
+    request_key = Varchar(length=100, null=True, default=None, index=True)
     # Order key of the last Stripe state applied (see subscriptions.event_key):
     # an older event never overwrites newer state.
     stripe_event_key = Varchar(length=160, default="")
@@ -109,6 +116,9 @@ class FastTrackPurchase(Table, tablename="fast_track_purchase"):
     stripe_payment_intent_id = Varchar(length=100, null=True, default=None, unique=True)
     failure_reason = Text(null=True, default=None)
     refunded_quantity = Integer(default=0)
+    # Set while a request creates the PaymentIntent or Checkout Session.
+    stripe_lease_until = Timestamptz(null=True, default=None)
+    request_key = Varchar(length=100, null=True, default=None, unique=True)
     created_at = Timestamptz(default=TimestamptzNow())
     paid_at = Timestamptz(null=True, default=None)
     expires_at = Timestamptz(null=True, default=None, index=True)
@@ -162,6 +172,10 @@ class ServiceCredit(Table, tablename="service_credit"):
     stripe_invoice_id = Varchar(length=100, null=True, default=None)
     period_start = Timestamptz(null=True, default=None)
     last_error = Text(null=True, default=None)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(null=True, default=None, index=True)
+    # Definitive refusals by Stripe so far: each re-issue asks under a new idempotency key.
+    refusals = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     issued_at = Timestamptz(null=True, default=None)
 
@@ -190,7 +204,8 @@ class Invoice(Table, tablename="invoice"):
     hosted_invoice_url = Text(null=True, default=None)
     lines = JSONB(default=[])
     stripe_object = JSONB(default={})
-    stripe_event_created = BigInt(default=0)
+    # The ordering key (billing.ordering) of the event the row was last built from.
+    stripe_event_key = Varchar(length=160, default="")
 
 
 class CreditNote(Table, tablename="credit_note"):
@@ -230,11 +245,25 @@ class StripeEvent(Table, tablename="stripe_event"):
     id = Varchar(length=100, primary_key=True)  # Stripe's evt_ id
     type = Varchar(length=100, index=True)
     created = BigInt()
-    payload = JSONB()
+    # ``body`` as Stripe sent it; ``payload`` is its parsed copy, only for an event that
+    # can be applied (jsonb cannot hold NUL, and a tree is only as sane as its sender).
+    body = Bytea(null=True, default=None)
+    payload = JSONB(null=True, default=None)
     received_at = Timestamptz(default=TimestamptzNow())
     processed_at = Timestamptz(null=True, default=None, index=True)
     attempts = Integer(default=0)
     last_error = Text(null=True, default=None)
+    # Set when the event cannot be applied as it is: no automatic retry, `stripe replay`.
+    dead_at = Timestamptz(null=True, default=None, index=True)
+
+
+class StripeSyncState(Table, tablename="stripe_sync_state"):
+    """Cursors of the pulls from Stripe (``events``: every event created before
+    ``position`` is in the inbox)."""
+
+    name = Varchar(length=40, primary_key=True)
+    position = Timestamptz()
+    updated_at = Timestamptz(default=TimestamptzNow())
 
 
 TABLES: tuple[type[Table], ...] = (
@@ -250,4 +279,5 @@ TABLES: tuple[type[Table], ...] = (
     CreditNote,
     Refund,
     StripeEvent,
+    StripeSyncState,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -12,6 +13,7 @@ import msgspec
 from common.clock import utcnow
 from common.ids import new_id
 from common.logging import request_id_var
+from common.pagination import keyset_page
 from common.tables import AuditLog
 
 actor_var: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="system")
@@ -57,3 +59,46 @@ async def record(
         )
     )
     return row_id
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str
+    before: Any
+    after: Any
+    request_id: str | None
+
+
+async def list_entries(
+    *,
+    limit: int,
+    starting_after: str | None = None,
+    entity_id: str | None = None,
+    action: str | None = None,
+) -> tuple[list[AuditEntry], bool]:
+    """Who changed what, newest first."""
+    query = AuditLog.objects().output(load_json=True)
+    if entity_id:
+        query = query.where(AuditLog.entity_id == entity_id)
+    if action:
+        query = query.where(AuditLog.action == action)
+    rows, more = await keyset_page(query, AuditLog.id, limit=limit, starting_after=starting_after)
+    entries = [
+        AuditEntry(
+            id=r.id,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            entity_type=r.entity_type,
+            entity_id=r.entity_id,
+            before=r.before,
+            after=r.after,
+            request_id=r.request_id,
+        )
+        for r in rows
+    ]
+    return entries, more

@@ -15,6 +15,10 @@ import msgspec
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENVIRONMENTS: Final = ("development", "test", "production")
+# The dev-only Stripe emulator's key and webhook secret: public by design, refused in
+# production (APP_ENV=production requires a real key and secret).
+EMULATOR_API_KEY: Final = "sk_test_emulator"
+EMULATOR_WEBHOOK_SECRET: Final = "whsec_emulator_dev_secret"  # noqa: S105 - public, dev only
 
 
 class ConfigError(ValueError):
@@ -28,6 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     redis_url: str | None = None
     database_pool_size: int = 20
+    worker_database_pool_size: int = 12
+    database_acquire_timeout_seconds: float = 5.0
     data_dir: Path = PROJECT_ROOT / ".data"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -42,12 +48,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str | None = None
     rate_limit_per_minute: int = 600
     idempotency_ttl_hours: int = 24
+    lease_seconds: float = 30.0
     past_due_grace_days: int = 7
     fast_track_expiry_days: int = 365
     sla_warning_fractions: tuple[float, ...] = (0.5, 0.75, 0.9)
     sla_sweep_seconds: int = 5
     sla_escalation_minutes: tuple[int, ...] = (0, 60, 240)
     webhook_retry_hours: int = 24
+    stripe_catchup_seconds: int = 300
 
     @property
     def production(self) -> bool:
@@ -55,7 +63,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def uses_stripe_emulator(self) -> bool:
-        return self.stripe_api_key is None
+        return self.stripe_api_key in (None, EMULATOR_API_KEY)
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret inbound Stripe webhooks are signed with."""
+        return self.stripe_webhook_secret or EMULATOR_WEBHOOK_SECRET
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -68,6 +81,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < 86_400:
+        raise ConfigError(f"{name} must be more than 0 and less than a day, got {raw!r}")
     return value
 
 
@@ -133,8 +159,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_… / rk_…)")
     webhook_secret = env.get("STRIPE_WEBHOOK_SECRET") or None
     if environment == "production":
-        if stripe_key is None:
-            raise ConfigError("STRIPE_API_KEY is required when APP_ENV=production")
+        if stripe_key is None or stripe_key == EMULATOR_API_KEY:
+            raise ConfigError(
+                "STRIPE_API_KEY (a real Stripe key) is required when APP_ENV=production"
+            )
         if webhook_secret is None:
             raise ConfigError("STRIPE_WEBHOOK_SECRET is required when APP_ENV=production")
         for required in ("DATABASE_URL", "REDIS_URL"):
@@ -146,6 +174,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", 20, minimum=1),
+        worker_database_pool_size=_int(env, "WORKER_DATABASE_POOL_SIZE", 12, minimum=2),
+        database_acquire_timeout_seconds=_seconds(env, "DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5.0),
         data_dir=data_dir,
         host=env.get("HOST", "127.0.0.1"),
         port=_int(env, "PORT", 8000, minimum=1),
@@ -160,12 +190,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=_url(env, "PUBLIC_BASE_URL", ("http", "https")),
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 600),
         idempotency_ttl_hours=_int(env, "IDEMPOTENCY_TTL_HOURS", 24, minimum=1),
+        lease_seconds=_seconds(env, "LEASE_SECONDS", 30.0),
         past_due_grace_days=_int(env, "PAST_DUE_GRACE_DAYS", 7),
         fast_track_expiry_days=_int(env, "FAST_TRACK_EXPIRY_DAYS", 365, minimum=1),
         sla_warning_fractions=_fractions(env, "SLA_WARNING_FRACTIONS", (0.5, 0.75, 0.9)),
         sla_sweep_seconds=_int(env, "SLA_SWEEP_SECONDS", 5, minimum=1),
         sla_escalation_minutes=_minutes_list(env, "SLA_ESCALATION_MINUTES", (0, 60, 240)),
         webhook_retry_hours=_int(env, "WEBHOOK_RETRY_HOURS", 24, minimum=1),
+        stripe_catchup_seconds=_int(env, "STRIPE_CATCHUP_SECONDS", 300, minimum=5),
     )
 
 

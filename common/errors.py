@@ -4,14 +4,21 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """A refused operation, with a human ``detail`` safe to show to the caller."""
+    """A refused operation, with a human ``detail`` safe to show to the caller.
+
+    ``retry_after`` (seconds) marks a refusal that a later identical request may not
+    meet: it is sent as ``Retry-After``, and such an answer is never replayed.
+    """
 
     title = "Request refused"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.retry_after = retry_after
 
 
 class BadRequest(DomainError):
@@ -30,6 +37,15 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Busy(Conflict):
+    """Another request is doing this very work right now; try again shortly."""
+
+    title = "Request in progress"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail, retry_after=retry_after)
+
+
 class InvalidRequest(DomainError):
     """Well-formed but semantically invalid input (unknown plan, future timestamp…)."""
 
@@ -46,3 +62,8 @@ class UpstreamUnavailable(DomainError):
     """Stripe (or another dependency) did not answer after retries."""
 
     title = "Upstream unavailable"
+
+    def __init__(
+        self, detail: str, *, field: str | None = None, retry_after: int | None = 5
+    ) -> None:
+        super().__init__(detail, field=field, retry_after=retry_after)

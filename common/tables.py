@@ -29,6 +29,9 @@ class IdempotencyRecord(Table, tablename="idempotency_record"):
     status_code = Integer(null=True, default=None)
     response_headers = JSONB(default={})
     response_body = Text(default="")
+    # While in flight: the claim is renewed until the request ends; a claim whose
+    # process died lapses here, and a retry of the same request may run again.
+    locked_until = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz(index=True)
 

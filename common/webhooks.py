@@ -150,9 +150,63 @@ def new_secret() -> str:
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)$")
 
 
+# IPv6 prefixes that carry or translate an IPv4 address (RFC 4291, 6052, 8215, 3056):
+# the IPv4 address is what a packet to them reaches, so it decides.
+_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+# IANA special-purpose blocks that are not globally reachable, listed here as well as in
+# Python's is_global (which lags the registries, and differs between Python versions).
+_SPECIAL_V4: Final = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments (its two anycast services are no receivers)
+        "192.0.2.0/24",
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+    )
+)
+_SPECIAL_V6: Final = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments, Teredo among them
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
 def _internal_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True unless ``address`` is globally routable, also through an embedded IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _internal_ip(address.ipv4_mapped)
+        if address in _IPV4_COMPATIBLE or address in _NAT64_LOCAL or address.teredo is not None:
+            # Deprecated, site-local translation, or a tunnel to wherever the client says.
+            return True
+        if address in _NAT64:
+            return _internal_ip(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            return _internal_ip(address.sixtofour)
+        if any(address in network for network in _SPECIAL_V6):
+            return True
+    elif any(address in network for network in _SPECIAL_V4):
+        return True
     return not address.is_global or address.is_multicast
 
 
@@ -245,6 +299,36 @@ async def create_endpoint(
         await WebhookEndpoint.insert(row)
         await audit.record(
             "webhook_endpoint.created", "webhook_endpoint", row.id, after=_endpoint_summary(row)
+        )
+    return row
+
+
+async def rotate_secret(endpoint_id: str) -> WebhookEndpoint:
+    """Give the endpoint a new signing secret (returned once, by the API); the old one stops.
+
+    The way back for a client that lost the secret: it is never shown again, nor kept
+    anywhere in clear but on the endpoint row that signs deliveries.
+    """
+    async with _transaction():
+        row = (
+            await WebhookEndpoint.objects()
+            .where(WebhookEndpoint.id == endpoint_id)
+            .lock_rows()
+            .first()
+        )
+        if row is None:
+            raise EndpointNotFound(f"no webhook endpoint {endpoint_id!r}")
+        if row.disabled_at is not None:
+            raise EndpointDisabled(f"webhook endpoint {endpoint_id!r} is disabled")
+        row.secret = new_secret()
+        await WebhookEndpoint.update({WebhookEndpoint.secret: row.secret}).where(
+            WebhookEndpoint.id == endpoint_id
+        )
+        await audit.record(
+            "webhook_endpoint.secret_rotated",
+            "webhook_endpoint",
+            endpoint_id,
+            after=_endpoint_summary(row),
         )
     return row
 

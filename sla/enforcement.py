@@ -31,6 +31,10 @@ CREDIT_RETRY: Final = timedelta(seconds=30)
 # (a job still queued is not duplicated, but re-offering thousands during a burst is waste).
 GRACE: Final = timedelta(seconds=2)
 WARNING_GRACE: Final = timedelta(seconds=10)
+# Deadline checks falling due this soon are offered to Redis again by every sweep: one
+# still queued is refused as a duplicate, one that Redis lost (a flush, a restart
+# without persistence) is back before its instant, not a sweep interval after it.
+UPCOMING: Final = timedelta(seconds=30)
 CREDIT_GRACE: Final = timedelta(seconds=60)
 
 
@@ -210,8 +214,15 @@ async def settle_credit(incident_id: str) -> Check:
     if outcome.kind == "none" or outcome.status == "skipped":
         recorded = await _record_credit(incident_id, "none", outcome.id, outcome.kind)
         return Check(done="no credit" if recorded else "stale")
-    if outcome.status != "issued":  # billing has not paid it yet: ask again later
-        return Check(retry_at=utcnow() + CREDIT_RETRY)
+    if outcome.status == "failed":  # refused past billing's retry policy: an operator's call
+        log.error(
+            "service credit failed",
+            extra={"incident_id": incident_id, "error": outcome.last_error},
+        )
+        await _record_credit(incident_id, "failed", outcome.id, outcome.kind)
+        return Check(done="failed")
+    if outcome.status != "issued":  # billing backs off after a failed attempt: come back then
+        return Check(retry_at=outcome.next_attempt_at or utcnow() + CREDIT_RETRY)
     async with engine().transaction():
         recorded = await _record_credit(incident_id, "issued", outcome.id, outcome.kind)
         if recorded is None:
@@ -222,6 +233,20 @@ async def settle_credit(incident_id: str) -> Check:
         )
         await service.emit("service_credit.issued", recorded, service_credit=data)
     return Check(done="credited")
+
+
+async def retry_credit(credit_id: str) -> SlaJob:
+    """Re-issue a failed service credit (admin): billing asks Stripe again, the incident
+    waits for the outcome again; returns the job that pays it."""
+    outcome = await billing.reissue_credit(credit_id)
+    await service.fetch(
+        "UPDATE incident SET credit_status = 'pending', updated_at = {}"
+        " WHERE id = {} AND credit_status = 'failed' RETURNING id",
+        utcnow(),
+        outcome.incident_id,
+    )
+    # A new job id (its instant is now): the failed job's result may still be kept.
+    return job("sla_credit", outcome.incident_id, utcnow())
 
 
 class SweepReport(msgspec.Struct, frozen=True):
@@ -281,6 +306,17 @@ async def sweep(limit: int = 5_000) -> SweepReport:
     )
     for row in pending_credits:
         jobs.append(job("sla_credit", row["id"], row["breached_at"]))
+    upcoming = await (
+        IncidentRow.select(IncidentRow.id, IncidentRow.due_at)
+        .where(
+            (IncidentRow.sla_status == "active")
+            & (IncidentRow.due_at > now)
+            & (IncidentRow.due_at <= now + UPCOMING)
+        )
+        .limit(limit)
+    )
+    for row in upcoming:
+        jobs.append(job("sla_due", row["id"], row["due_at"]))
     return SweepReport(
         breached=breached,
         escalated=escalated,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from common.money import Money
+from common.schemas import AwareDatetime, RequestBody
 
 Priority = Literal["p1", "p2", "p3", "p4"]
 PRIORITIES: tuple[Priority, ...] = ("p1", "p2", "p3", "p4")
@@ -29,8 +30,8 @@ EventType = Literal[
 ]
 JobKind = Literal["sla_warning", "sla_due", "sla_escalate", "sla_credit"]
 
-# Requests carry an explicit offset (API.md: RFC 3339 with offset); naive times are refused.
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Requests carry an explicit offset (API.md: RFC 3339 with offset); naive times are refused
+# (common.schemas.AwareDatetime, with the accepted range).
 ExternalRef = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 
@@ -38,33 +39,51 @@ CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 # ---------------------------------------------------------------- requests
 
 
-class IncidentCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+MAX_CONTEXT_BYTES = 16_384
+
+
+class IncidentCreate(RequestBody, kw_only=True):
     customer_id: CustomerId
     external_ref: ExternalRef
     priority: Priority
     opened_at: AwareDatetime | None = None
     fast_track: bool = False
-    context: dict[str, Any] = {}
+    context: Annotated[
+        dict[str, Any],
+        msgspec.Meta(
+            max_length=100,
+            description=f"the helpdesk's own data, kept as given; at most {MAX_CONTEXT_BYTES} "
+            "bytes as JSON",
+        ),
+    ] = {}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Every incident read returns it: a list page must stay small whatever was sent.
+        if len(msgspec.json.encode(self.context)) > MAX_CONTEXT_BYTES:
+            raise ValueError(
+                f"Invalid value for field `context`: more than {MAX_CONTEXT_BYTES} bytes as JSON"
+            )
 
 
-class IncidentUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class IncidentUpdate(RequestBody, kw_only=True):
     priority: Priority
 
 
-class FirstResponse(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class FirstResponse(RequestBody, kw_only=True):
     at: AwareDatetime | None = None
 
 
-class PauseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PauseRequest(RequestBody, kw_only=True):
     at: AwareDatetime | None = None
     reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
-class ResumeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ResumeRequest(RequestBody, kw_only=True):
     at: AwareDatetime | None = None
 
 
-class ResolveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ResolveRequest(RequestBody, kw_only=True):
     at: AwareDatetime | None = None
 
 
@@ -97,6 +116,8 @@ class EntitlementSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     fast_track_purchase_id: str | None = None
     overage: bool = False
     calendar: CalendarSpec
+    # Why this tier applied at opened_at, in a sentence (billing's entitlement basis).
+    basis: str = ""
 
 
 # ---------------------------------------------------------------- responses

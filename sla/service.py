@@ -312,6 +312,7 @@ def snapshot_from(
         fast_track_purchase_id=purchase_id,
         overage=overage,
         calendar=calendar,
+        basis=entitlement.basis,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 import uvicorn
 
@@ -29,15 +30,37 @@ def main(argv: list[str] | None = None) -> None:
         "--webhook-secret",
         default=os.environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("STRIPE_EMULATOR_DATA_DIR") or None,
+        help="keep the state in a SQLite file here (default: in memory, gone at exit)",
+    )
+    parser.add_argument(
+        "--reset", action="store_true", help="forget the state kept in --data-dir, then start"
+    )
+    parser.add_argument(
+        "--webhook-time-scale",
+        type=float,
+        default=float(os.environ.get("STRIPE_EMULATOR_WEBHOOK_TIME_SCALE") or 1.0),
+        help="multiply webhook retry delays (Stripe's 3-day schedule) by this",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(args.webhook_url, args.webhook_secret)
+    app = create_app(
+        args.webhook_url,
+        args.webhook_secret,
+        data_dir=args.data_dir,
+        reset=args.reset,
+        webhook_time_scale=args.webhook_time_scale,
+    )
     log.info(
-        "Stripe emulator listening on http://%s:%d (webhooks: %s)",
+        "Stripe emulator listening on http://%s:%d (webhooks: %s; state: %s)",
         args.host,
         args.port,
         args.webhook_url or "none configured",
+        args.data_dir or "in memory",
     )
     uvicorn.run(
         app,

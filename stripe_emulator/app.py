@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from stripe_emulator import control, hosted
 from stripe_emulator.emulator import DEFAULT_WEBHOOK_SECRET, Emulator, Request, Response
 from stripe_emulator.ids import new_id
+from stripe_emulator.store import Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,7 +34,11 @@ class App:
         host = request.headers.get("host")
         if host:
             self.emulator.state.base_url = f"{scope.get('scheme', 'http')}://{host}"
-        response = await self.dispatch(request)
+        try:
+            response = await self.dispatch(request)
+        finally:
+            # API calls, control calls and hosted pages all change state: keep it.
+            self.emulator.commit()
         response.headers.setdefault("Request-Id", new_id("req"))
         headers = [(b"content-type", response.content_type.encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
@@ -50,6 +56,7 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.emulator.webhooks.resume()  # deliveries queued before a restart
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.emulator.webhooks.close()
@@ -74,5 +81,27 @@ async def _read(scope: Scope, receive: Receive) -> Request:
     )
 
 
-def create_app(webhook_url: str | None = None, webhook_secret: str = DEFAULT_WEBHOOK_SECRET) -> App:
-    return App(Emulator(webhook_url, webhook_secret))
+def create_app(
+    webhook_url: str | None = None,
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+    *,
+    check_shapes: bool = False,
+    data_dir: Path | None = None,
+    reset: bool = False,
+    webhook_time_scale: float = 1.0,
+) -> App:
+    """The emulator app; with `data_dir` its state lives in a SQLite file there.
+
+    `reset` forgets what the data dir holds (the documented reset, like `POST /_emulator/reset`).
+    """
+    store = Store.in_dir(data_dir) if data_dir is not None else None
+    if store is not None and reset:
+        store.reset()
+    emulator = Emulator(
+        webhook_url,
+        webhook_secret,
+        check_shapes=check_shapes,
+        store=store,
+        webhook_time_scale=webhook_time_scale,
+    )
+    return App(emulator)

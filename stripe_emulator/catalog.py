@@ -35,9 +35,10 @@ def plan_of(price: Obj) -> Obj:
 
 def _refresh_subscription_items(state: State, price: Obj) -> None:
     # Subscription items embed their price; keep those copies current like Stripe does.
-    for sub in state.all("subscription"):
+    for sub in state.scan("subscription"):
         for item in sub["items"]["data"]:
             if item["price"]["id"] == price["id"]:
+                state.touch(sub)
                 item["price"] = public(price)
                 item["plan"] = plan_of(price)
 
@@ -114,7 +115,7 @@ def update_product(state: State, p: Params, product_id: str) -> Obj:
 
 @route("GET", "/v1/products")
 def list_products(state: State, p: Params) -> Obj:
-    items = state.all("product")
+    items = state.scan("product")
     if p.has("active"):
         items = [o for o in items if o["active"] == p.flag("active")]
     ids = p.texts("ids")
@@ -126,7 +127,7 @@ def list_products(state: State, p: Params) -> Obj:
 @route("DELETE", "/v1/products/{product_id}")
 def delete_product(state: State, p: Params, product_id: str) -> Obj:
     product = state.get("product", product_id)
-    if any(price["product"] == product_id for price in state.all("price")):
+    if any(price["product"] == product_id for price in state.scan("price")):
         raise invalid(
             "This product cannot be deleted because it has one or more user-created prices."
         )
@@ -240,7 +241,7 @@ def update_price(state: State, p: Params, price_id: str) -> Obj:
 
 @route("GET", "/v1/prices")
 def list_prices(state: State, p: Params) -> Obj:
-    items = state.all("price")
+    items = state.scan("price")
     if p.has("active"):
         items = [o for o in items if o["active"] == p.flag("active")]
     for field in ("product", "currency", "type"):

@@ -145,6 +145,9 @@ def create_session(state: State, p: Params) -> Obj:
     session["_subscription_description"] = subscription_data.text("description")
     session["_intent_metadata"] = intent_data.metadata() or {}
     session["_intent_description"] = intent_data.text("description")
+    session["_setup_future_usage"] = intent_data.choice(
+        "setup_future_usage", ("on_session", "off_session")
+    )
     return state.add(session)
 
 
@@ -162,7 +165,7 @@ def list_session_line_items(state: State, p: Params, session_id: str) -> Obj:
 @route("GET", "/v1/checkout/sessions")
 def list_sessions(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("checkout.session"),
+        state.scan("checkout.session"),
         customer=p.text("customer"),
         payment_intent=p.text("payment_intent"),
         subscription=p.text("subscription"),
@@ -251,10 +254,9 @@ def _complete_subscription(state: State, session: Obj, card: str) -> None:
         # Checkout shows the decline to the customer; no subscription is created.
         return
     customer = _customer_for(state, session)
+    # Stripe attaches the card and makes it the *subscription's* default payment method;
+    # the customer's `invoice_settings.default_payment_method` stays as it was.
     pm = attach(state, card, customer)
-    before = snapshot(customer)
-    customer["invoice_settings"]["default_payment_method"] = pm["id"]
-    state.emit_update("customer.updated", customer, before)
     items = [
         ItemState(new_id("si"), item["price"], int(item["quantity"]), {})
         for item in session["_line_items"]
@@ -293,10 +295,15 @@ def _complete_payment(state: State, session: Obj, card: str) -> None:
             description=session["_intent_description"],
             metadata=session["_intent_metadata"],
         )
+        pi["setup_future_usage"] = session["_setup_future_usage"]
         session["payment_intent"] = pi["id"]
     confirm(state, pi, pm, off_session=False)
     if pi["status"] != "succeeded":
         return
+    if customer is not None and pi["setup_future_usage"]:
+        # Only with `setup_future_usage` does a payment-mode Checkout keep the card: it is
+        # attached to the customer (not made a default) for later off-session charges.
+        attach(state, pm["id"], customer)
     session.update(
         customer_details=_details(customer, session),
         payment_status="paid",

@@ -65,6 +65,14 @@ async def dump_state(emulator: Emulator, body: dict[str, Any], query: dict[str, 
     }
 
 
+@control("GET", "/shapes")
+async def shapes(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) -> Any:
+    """Responses and events checked against Stripe's types, and the differences found."""
+    if emulator.shapes is None:
+        raise invalid("Shape checking is off (start the emulator with check_shapes=True).")
+    return emulator.shapes.to_json()
+
+
 @control("GET", "/faults")
 async def list_faults(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) -> Any:
     return {"data": [f.to_json() for f in emulator.faults.rules]}
@@ -128,17 +136,28 @@ async def tick(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) 
 @control("GET", "/config")
 async def get_config(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) -> Any:
     state = emulator.state
-    return {"webhook_url": state.webhook_url, "webhook_secret": state.webhook_secret}
+    return {
+        "webhook_url": state.webhook_url,
+        "webhook_secret": state.webhook_secret,
+        "webhook_time_scale": emulator.webhooks.time_scale,
+        "data_file": str(state.store.path) if state.store is not None else None,
+    }
 
 
 @control("POST", "/config")
 async def set_config(emulator: Emulator, body: dict[str, Any], query: dict[str, Any]) -> Any:
-    """`{"webhook_url": "http://…" | null, "webhook_secret": "whsec_…"}`."""
+    """`{"webhook_url": "http://…" | null, "webhook_secret": "whsec_…"}`, and
+    `{"webhook_time_scale": 0.001}` to compress the retry schedule."""
     state = emulator.state
     if "webhook_url" in body:
         state.webhook_url = body["webhook_url"] or None
     if body.get("webhook_secret"):
         state.webhook_secret = str(body["webhook_secret"])
+    if "webhook_time_scale" in body:
+        scale = body["webhook_time_scale"]
+        if not isinstance(scale, int | float) or scale <= 0:
+            raise invalid("`webhook_time_scale` must be a positive number.")
+        emulator.webhooks.time_scale = float(scale)
     return await get_config(emulator, body, query)
 
 

@@ -70,18 +70,22 @@ def _line(state: State, invoice: Obj, lp: Params) -> Obj:
         description = lp.text("description") or invoice_line["description"]
     if amount <= 0:
         raise invalid("Credit note line amounts must be positive.", param=lp.name("amount"))
-    return build(
+    line = build(
         "credit_note_line_item",
         id=new_id("cnli"),
         amount=amount,
         description=description,
-        invoice_line_item=invoice_line["id"] if invoice_line else None,
         quantity=quantity,
         type=kind,
         unit_amount=unit if kind == "custom_line_item" else None,
         unit_amount_decimal=str(unit) if kind == "custom_line_item" else None,
         metadata={},
     )
+    if invoice_line is not None:
+        line["invoice_line_item"] = invoice_line["id"]
+    else:
+        del line["invoice_line_item"]  # a custom line has none: Stripe omits the key
+    return line
 
 
 def plan_credit_note(state: State, p: Params) -> CreditPlan:
@@ -113,20 +117,19 @@ def plan_credit_note(state: State, p: Params) -> CreditPlan:
     if amount <= 0:
         raise invalid("The credit note amount must be positive.", param="amount")
     if not lines:
-        lines = [
-            build(
-                "credit_note_line_item",
-                id=new_id("cnli"),
-                amount=amount,
-                description=p.text("memo") or "Credit",
-                invoice_line_item=None,
-                quantity=1,
-                type="custom_line_item",
-                unit_amount=amount,
-                unit_amount_decimal=str(amount),
-                metadata={},
-            )
-        ]
+        line = build(
+            "credit_note_line_item",
+            id=new_id("cnli"),
+            amount=amount,
+            description=p.text("memo") or "Credit",
+            quantity=1,
+            type="custom_line_item",
+            unit_amount=amount,
+            unit_amount_decimal=str(amount),
+            metadata={},
+        )
+        del line["invoice_line_item"]
+        lines = [line]
     limit = creditable(invoice)
     if amount > limit:
         raise invalid(
@@ -164,7 +167,7 @@ def plan_credit_note(state: State, p: Params) -> CreditPlan:
 
 def _credit_note(state: State, plan: CreditPlan, p: Params) -> Obj:
     invoice = plan.invoice
-    count = len(list_filter(state.all("credit_note"), invoice=invoice["id"]))
+    count = len(list_filter(state.scan("credit_note"), invoice=invoice["id"]))
     note_id = new_id("cn")
     note = build(
         "credit_note",
@@ -267,7 +270,7 @@ def list_credit_note_lines(state: State, p: Params, note_id: str) -> Obj:
 @route("GET", "/v1/credit_notes")
 def list_credit_notes(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("credit_note"), invoice=p.text("invoice"), customer=p.text("customer")
+        state.scan("credit_note"), invoice=p.text("invoice"), customer=p.text("customer")
     )
     return paginate(newest_first(items), p, "/v1/credit_notes")
 

@@ -69,7 +69,7 @@ def create_customer(state: State, p: Params) -> Obj:
 
 @route("GET", "/v1/customers/search")
 def search_customers(state: State, p: Params) -> Obj:
-    matches = _search(state.all("customer"), p.req_text("query"))
+    matches = _search(state.scan("customer"), p.req_text("query"))
     limit = p.integer("limit", 10) or 10
     data = [public(c) for c in newest_first(matches)[:limit]]
     return {
@@ -139,7 +139,7 @@ def update_customer(state: State, p: Params, customer_id: str) -> Obj:
 
 @route("GET", "/v1/customers")
 def list_customers(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("customer"), email=p.text("email"))
+    items = list_filter(state.scan("customer"), email=p.text("email"))
     return paginate(newest_first(items), p, "/v1/customers")
 
 
@@ -208,7 +208,7 @@ def create_balance_transaction(state: State, p: Params, customer_id: str) -> Obj
 @route("GET", "/v1/customers/{customer_id}/balance_transactions")
 def list_balance_transactions(state: State, p: Params, customer_id: str) -> Obj:
     state.get("customer", customer_id)
-    items = list_filter(state.all("customer_balance_transaction"), customer=customer_id)
+    items = list_filter(state.scan("customer_balance_transaction"), customer=customer_id)
     return paginate(newest_first(items), p, f"/v1/customers/{customer_id}/balance_transactions")
 
 

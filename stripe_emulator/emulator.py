@@ -28,8 +28,11 @@ from stripe_emulator.faults import Fault, Faults
 from stripe_emulator.forms import Params, decode_body, decode_query
 from stripe_emulator.idempotency import IdempotencyStore
 from stripe_emulator.ids import new_id
+from stripe_emulator.reference import check_expand, check_params, endpoint
 from stripe_emulator.routing import Route, call, resolve
+from stripe_emulator.shapes import ShapeLog
 from stripe_emulator.state import RequestInfo, State
+from stripe_emulator.store import Store
 from stripe_emulator.webhooks import WebhookDispatcher
 
 log = logging.getLogger("stripe_emulator")
@@ -38,6 +41,30 @@ DEFAULT_WEBHOOK_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - public dev 
 KEY_PREFIXES = ("sk_test_", "rk_test_")
 LOG_LIMIT = 50_000  # request log entries kept in a long dev session
 _BUG = StripeError(500, "api_error", "The Stripe emulator failed on this request (see its log).")
+
+_TEXT = {"type": "string"}
+_NUMBER = {"type": "number"}
+_EXPAND = {"type": "array", "items": _TEXT}
+
+
+def _helper(**properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {**properties, "expand": _EXPAND},
+        "additionalProperties": False,
+    }
+
+
+# The emulator's own test helpers (Stripe has no such endpoints, so no reference for them).
+HELPER_PARAMS: dict[str, dict[str, Any]] = {
+    "/v1/test_helpers/advance_clock": _helper(seconds=_NUMBER, frozen_time=_NUMBER),
+    "/v1/test_helpers/checkout/sessions/{session_id}/complete": _helper(
+        outcome={"enum": ["paid", "declined"]}, payment_method=_TEXT
+    ),
+    "/v1/test_helpers/payment_intents/{pi_id}/authenticate": _helper(
+        outcome={"enum": ["succeeded", "failed"]}
+    ),
+}
 
 
 @dataclass
@@ -75,12 +102,24 @@ class Emulator:
     """One emulator: the Stripe state plus the machinery around the API."""
 
     def __init__(
-        self, webhook_url: str | None = None, webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+        self,
+        webhook_url: str | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+        *,
+        check_shapes: bool = False,
+        store: Store | None = None,
+        webhook_time_scale: float = 1.0,
     ) -> None:
-        self.state = State(webhook_url, webhook_secret)
-        self.webhooks = WebhookDispatcher(self.state)
+        self.state = State(webhook_url, webhook_secret, store)
+        # Tests compare every response and event with Stripe's types (`reference.py`).
+        self.shapes = ShapeLog() if check_shapes else None
+        if self.shapes is not None:
+            self.state.listeners.append(self.shapes.event)
+        self.webhooks = WebhookDispatcher(self.state, time_scale=webhook_time_scale)
         self.faults = Faults()
         self.idempotency = IdempotencyStore()
+        if store is not None:
+            self.idempotency.load(store.idempotency())
         self.requests: list[dict[str, Any]] = []
 
     def reset(self) -> None:
@@ -89,6 +128,12 @@ class Emulator:
         self.faults.clear()
         self.idempotency.clear()
         self.requests = []
+        if self.shapes is not None:
+            self.shapes.clear()
+
+    def commit(self) -> None:
+        """Write what the request just handled changed (with a store; else nothing)."""
+        self.state.commit(self.idempotency.take_unsaved())
 
     # -- the API pipeline ------------------------------------------------------------
 
@@ -145,6 +190,7 @@ class Emulator:
                 f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
             )
+        _validate(found[0], params)
         endpoint = f"{request.method} {request.path}"
         stored = self.idempotency.lookup(key, endpoint, params) if key else None
         if stored is not None:
@@ -180,7 +226,10 @@ class Emulator:
         try:
             result = call(found, state, Params(params))
             expand = [str(p) for p in Params(params).array("expand")]
-            return Response.json(200, render(state, result, expand))
+            body = render(state, result, expand)
+            if self.shapes is not None:
+                self.shapes.response(found[0].method, found[0].template, body)
+            return Response.json(200, body)
         except StripeError as e:
             return Response.error(e)
         except Exception:
@@ -188,6 +237,19 @@ class Emulator:
             return Response.error(_BUG)
         finally:
             state.request = RequestInfo()
+
+
+def _validate(found: Route, params: dict[str, Any]) -> None:
+    """Stripe's 400 for a parameter or `expand[]` path the pinned API version does not accept.
+
+    Checked before idempotency, as on Stripe: a request that fails validation stores nothing.
+    """
+    reference = endpoint(found.method, found.template)
+    schema = reference["params"] if reference else HELPER_PARAMS[found.template]
+    expand = params.get("expand")
+    if reference is not None and isinstance(expand, list):
+        check_expand(reference["response"], [str(p) for p in expand])
+    check_params(schema, params)
 
 
 async def _stall(fault: Fault) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from stripe_emulator.errors import invalid
 from stripe_emulator.objects import Obj, list_object, public
 from stripe_emulator.state import State, list_filter
 
 
 def _invoice_payments(state: State, raw: Obj) -> Any:
-    payments = list_filter(state.all("invoice_payment"), invoice=raw["id"])
+    payments = list_filter(state.scan("invoice_payment"), invoice=raw["id"])
     return list_object([public(p) for p in payments], f"/v1/invoice_payments?invoice={raw['id']}")
 
 
@@ -18,10 +19,9 @@ def _session_line_items(state: State, raw: Obj) -> Any:
     return list_object(public(raw["_line_items"]), f"/v1/checkout/sessions/{raw['id']}/line_items")
 
 
-# Properties an object only has when expanded. `invoice.payment_intent` left the API in
-# 2025 but is still what many integrations expand; `payments` is its current form.
+# Properties an object only has when expanded (`includable` in Stripe's spec). Which
+# paths may be expanded at all is checked against the reference before a request runs.
 _INCLUDABLE: dict[tuple[str, str], Callable[[State, Obj], Any]] = {
-    ("invoice", "payment_intent"): lambda state, raw: raw.get("_payment_intent"),
     ("invoice", "payments"): _invoice_payments,
     ("checkout.session", "line_items"): _session_line_items,
 }
@@ -48,7 +48,14 @@ def _expand(state: State, node: Any, parts: list[str]) -> None:
     else:
         includable = _INCLUDABLE.get((str(node.get("object")), key))
         raw = state.find(str(node.get("id")))
-        if includable is None or raw is None:
+        if includable is None:
+            # Valid for Stripe (the reference let it through) but not modelled here: say so
+            # rather than answer without it.
+            raise invalid(
+                f"The Stripe emulator does not model expanding `{key}` on {node.get('object')}.",
+                param="expand",
+            )
+        if raw is None:
             return
         value = includable(state, raw)
     if isinstance(value, str):

@@ -126,7 +126,7 @@ def _authenticate_page(state: State, pi_id: str, outcome: str | None) -> Respons
 
 def _portal_page(state: State, session_id: str, outcome: str | None) -> Response:
     session: Obj = state.get("billing_portal.session", session_id)
-    subs = list_filter(state.all("subscription"), customer=session["customer"])
+    subs = list_filter(state.scan("subscription"), customer=session["customer"])
     rows = "".join(f"<tr><td>{html.escape(s['id'])}</td><td>{s['status']}</td></tr>" for s in subs)
     back = session["return_url"] or ""
     body = f'<table>{rows}</table><p><a href="{html.escape(back)}">Return</a></p>'

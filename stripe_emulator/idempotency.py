@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,19 @@ def fingerprint(params: dict[str, Any]) -> str:
 class IdempotencyStore:
     def __init__(self) -> None:
         self.entries: dict[str, Stored] = {}
+        self.unsaved: list[str] = []  # keys not yet written to the emulator's `Store`
+
+    def load(self, rows: Iterable[tuple[str, str, str, int, bytes, str]]) -> None:
+        for key, endpoint, fingerprint_, status, body, request_id in rows:
+            self.entries[key] = Stored(endpoint, fingerprint_, status, body, request_id)
+
+    def take_unsaved(self) -> list[tuple[str, str, str, int, bytes, str]]:
+        rows = []
+        for key in self.unsaved:
+            e = self.entries[key]
+            rows.append((key, e.endpoint, e.fingerprint, e.status, e.body, e.request_id))
+        self.unsaved = []
+        return rows
 
     def lookup(self, key: str, endpoint: str, params: dict[str, Any]) -> Stored | None:
         """The stored response for `key`; an idempotency_error if it was for another request."""
@@ -55,6 +69,8 @@ class IdempotencyStore:
         request_id: str,
     ) -> None:
         self.entries[key] = Stored(endpoint, fingerprint(params), status, body, request_id)
+        self.unsaved.append(key)
 
     def clear(self) -> None:
         self.entries = {}
+        self.unsaved = []

@@ -89,13 +89,14 @@ def new_invoice(
             "paid_at": None,
             "voided_at": None,
         },
-        subscription=subscription["id"] if subscription else None,
         subtotal=0,
         subtotal_excluding_tax=0,
         total=0,
         total_excluding_tax=0,
     )
     invoice["_days_until_due"] = days_until_due
+    # `invoice.subscription` left the API in 2025 (it is `parent.subscription_details`).
+    invoice["_subscription"] = subscription["id"] if subscription else None
     invoice["_payment_intent"] = None
     if subscription is not None:
         invoice["parent"] = {
@@ -160,18 +161,20 @@ def line_item(
         metadata=dict(metadata or {}),
         parent=parent,
         period={"end": period[1], "start": period[0]},
-        pricing={
-            "price_details": (
-                {"price": price["id"], "product": price["product"]} if price else None
-            ),
-            "type": "price_details",
-            "unit_amount_decimal": str(unit),
-        },
+        pricing=pricing_of(price, unit),
         quantity=quantity,
         quantity_decimal=str(quantity),
         subscription=subscription,
         subtotal=amount,
     )
+
+
+def pricing_of(price: Obj | None, unit: int) -> Obj:
+    """A line's `pricing`: `price_details` only when a price is behind it (Stripe omits it)."""
+    pricing: Obj = {"type": "price_details", "unit_amount_decimal": str(unit)}
+    if price is not None:
+        pricing["price_details"] = {"price": price["id"], "product": price["product"]}
+    return pricing
 
 
 def add_line(invoice: Obj, line: Obj) -> None:
@@ -205,7 +208,7 @@ def pending_items(state: State, customer_id: str, subscription_id: str | None) -
     """Invoice items waiting for the next invoice of this customer (and subscription)."""
     return [
         item
-        for item in state.all("invoiceitem")
+        for item in state.scan("invoiceitem")
         if item["invoice"] is None
         and item["customer"] == customer_id
         and item["_subscription"] in (None, subscription_id)
@@ -233,6 +236,7 @@ def line_for_item(state: State, invoice: Obj, item: Obj, *, temporary: bool = Fa
 
 def pull_items(state: State, invoice: Obj, items: list[Obj]) -> None:
     for item in items:
+        state.touch(item)
         item["invoice"] = invoice["id"]
         add_line(invoice, line_for_item(state, invoice, item))
 
@@ -285,8 +289,8 @@ def payment_method_for(state: State, invoice: Obj) -> str | None:
     if invoice["default_payment_method"]:
         pm: str | None = invoice["default_payment_method"]
         return pm
-    if invoice["subscription"]:
-        sub = state.get("subscription", invoice["subscription"])
+    if invoice["_subscription"]:
+        sub = state.get("subscription", invoice["_subscription"])
         if sub["default_payment_method"]:
             pm = sub["default_payment_method"]
             return pm
@@ -376,7 +380,7 @@ def _payment_failed(state: State, invoice: Obj, pi: Obj) -> None:
     state.emit("invoice.payment_failed", invoice)
     if pi["status"] == "requires_action":
         state.emit("invoice.payment_action_required", invoice)
-    sub_id = invoice["subscription"]
+    sub_id = invoice["_subscription"]
     if sub_id and invoice["billing_reason"] != "subscription_create":
         sub = state.get("subscription", sub_id)
         if sub["status"] in ("active", "trialing"):
@@ -405,7 +409,7 @@ def mark_paid(
     state.emit("invoice.paid", invoice, {"status": before["status"]})
     if not out_of_band:
         state.emit("invoice.payment_succeeded", invoice)
-    sub_id = invoice["subscription"]
+    sub_id = invoice["_subscription"]
     if sub_id:
         sub = state.get("subscription", sub_id)
         if sub["status"] in ("incomplete", "past_due", "unpaid") and not _open_invoices(
@@ -417,7 +421,7 @@ def mark_paid(
 
 
 def _open_invoices(state: State, sub_id: str) -> list[Obj]:
-    return list_filter(state.all("invoice"), subscription=sub_id, status="open")
+    return list_filter(state.scan("invoice"), _subscription=sub_id, status="open")
 
 
 def void(state: State, invoice: Obj) -> None:
@@ -497,7 +501,7 @@ def create_invoice(state: State, p: Params) -> Obj:
     store_invoice(state, invoice)
     behavior = p.choice("pending_invoice_items_behavior", ("include", "exclude"), "exclude")
     if behavior == "include":
-        pull_items(state, invoice, pending_items(state, customer["id"], invoice["subscription"]))
+        pull_items(state, invoice, pending_items(state, customer["id"], invoice["_subscription"]))
     state.emit("invoice.created", invoice)
     return invoice
 
@@ -516,9 +520,9 @@ def list_invoice_lines(state: State, p: Params, invoice_id: str) -> Obj:
 @route("GET", "/v1/invoices")
 def list_invoices(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("invoice"),
+        state.scan("invoice"),
         customer=p.text("customer"),
-        subscription=p.text("subscription"),
+        _subscription=p.text("subscription"),
         status=p.text("status"),
         collection_method=p.text("collection_method"),
     )
@@ -626,7 +630,7 @@ def send_invoice(state: State, p: Params, invoice_id: str) -> Obj:
 
 @route("GET", "/v1/invoice_payments")
 def list_invoice_payments(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("invoice_payment"), invoice=p.text("invoice"))
+    items = list_filter(state.scan("invoice_payment"), invoice=p.text("invoice"))
     return paginate(newest_first(items), p, "/v1/invoice_payments")
 
 
@@ -667,25 +671,16 @@ def new_invoice_item(
         net_amount=amount,
         parent=(
             {
-                "subscription_details": {
-                    "subscription": subscription,
-                    "subscription_item": subscription_item,
-                },
+                # Stripe omits `subscription_item` when the item is not about one.
+                "subscription_details": {"subscription": subscription}
+                | ({"subscription_item": subscription_item} if subscription_item else {}),
                 "type": "subscription_details",
             }
             if subscription
             else None
         ),
         period={"end": period[1], "start": period[0]},
-        pricing={
-            "price_details": (
-                {"price": price["id"], "product": price["product"]} if price else None
-            ),
-            "type": "price_details",
-            "unit_amount_decimal": str(
-                price["unit_amount"] if price else amount // max(quantity, 1)
-            ),
-        },
+        pricing=pricing_of(price, price["unit_amount"] if price else amount // max(quantity, 1)),
         proration=proration,
         quantity=quantity,
         quantity_decimal=str(quantity),
@@ -744,7 +739,7 @@ def retrieve_invoice_item(state: State, p: Params, item_id: str) -> Obj:
 @route("GET", "/v1/invoiceitems")
 def list_invoice_items(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("invoiceitem"), customer=p.text("customer"), invoice=p.text("invoice")
+        state.scan("invoiceitem"), customer=p.text("customer"), invoice=p.text("invoice")
     )
     if p.has("pending"):
         pending = p.flag("pending")
@@ -767,7 +762,6 @@ def _editable_item(state: State, item_id: str) -> Obj:
 @route("POST", "/v1/invoiceitems/{item_id}")
 def update_invoice_item(state: State, p: Params, item_id: str) -> Obj:
     item = _editable_item(state, item_id)
-    before = snapshot(item)
     if p.has("amount"):
         item["amount"] = item["net_amount"] = p.req_integer("amount")
     if p.has("description"):
@@ -775,7 +769,7 @@ def update_invoice_item(state: State, p: Params, item_id: str) -> Obj:
     apply_metadata(item["metadata"], p.metadata())
     if item["invoice"] is not None:
         _rebuild_item_line(state, item)
-    state.emit_update("invoiceitem.updated", item, before)
+    # Stripe has no `invoiceitem.updated` event: an update announces nothing.
     return item
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from stripe_emulator import reference
+
 Obj = dict[str, Any]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe_fixtures.json"
@@ -141,7 +143,7 @@ NEUTRAL: dict[str, Obj] = {
         "shipping_address_collection": None,
         "shipping_cost": None,
         "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        "ui_mode": "hosted",
+        "ui_mode": "hosted_page",
         "wallet_options": None,
     },
     "item": {"adjustable_quantity": None},
@@ -182,18 +184,94 @@ def fixtures() -> dict[str, Obj]:
     return resources
 
 
+def schema_of(resource: str) -> reference.Schema:
+    """Stripe's type for a fixture resource name (`invoice`, `deleted_customer`, `item`)."""
+    deleted = resource.startswith("deleted_")
+    kind = resource.removeprefix("deleted_")
+    for ref in reference.reference()["objects"][kind]:
+        if ref["$ref"].startswith("Deleted") == deleted:
+            return reference.resolve(ref)
+    raise KeyError(resource)
+
+
 @cache
 def _template(resource: str) -> bytes:
-    """The example object with neutral values, JSON-encoded: decoding it is a fast deep copy."""
+    """The example object with neutral values, JSON-encoded: decoding it is a fast deep copy.
+
+    The example (an older API version's) gives realistic values; the pinned version's type
+    decides the keys: what it removed goes, what it added or made required comes in neutral.
+    """
     template = copy.deepcopy(fixtures()[resource])
     overrides = NEUTRAL.get(resource, {})
+    template.update(copy.deepcopy(overrides))
+    data = template.get("data") if resource == "event" else None
+    template = conform(template, schema_of(resource))
+    if data is not None:
+        template["data"] = data  # an event's data is typed per event type; `emit` sets it
     unknown = set(overrides) - set(template)
     if unknown:
         raise KeyError(f"{resource}: neutral values for keys Stripe does not send: {unknown}")
-    template.update(copy.deepcopy(overrides))
     if "livemode" in template:
         template["livemode"] = False
     return msgspec.json.encode(template)
+
+
+def conform(value: Any, schema: reference.Schema) -> Any:
+    """`value` with the keys `schema` has: unknown ones dropped, missing required ones neutral."""
+    schema = reference.resolve(schema)
+    if "anyOf" in schema:
+        for option in schema["anyOf"]:
+            option = reference.resolve(option)
+            if _fits(option, value):
+                return conform(value, option)
+        return neutral(schema)
+    if isinstance(value, list) and schema.get("type") == "array":
+        return [conform(v, schema["items"]) for v in value]
+    if not isinstance(value, dict) or schema.get("type") != "object":
+        return value
+    properties = schema.get("properties", {})
+    extra = schema.get("additionalProperties", False)
+    out = {}
+    for key, item in value.items():
+        if key in properties:
+            out[key] = conform(item, properties[key])
+        elif extra is not False:
+            out[key] = item
+    for key in schema.get("required", []):
+        if key not in out:
+            out[key] = neutral(properties[key])
+    return out
+
+
+def _fits(schema: reference.Schema, value: Any) -> bool:
+    if "anyOf" in schema:
+        return any(_fits(reference.resolve(o), value) for o in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "object" or "x-unchecked" in schema:
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "null":
+        return value is None
+    if "enum" in schema or "const" in schema:
+        return value in schema.get("enum", [schema.get("const")])
+    return kind is None or (not isinstance(value, dict | list) and value is not None)
+
+
+def neutral(schema: reference.Schema) -> Any:
+    """What an unmodelled field holds: null where allowed, else an empty value of its type."""
+    schema = reference.resolve(schema)
+    options = [reference.resolve(o) for o in schema.get("anyOf", [schema])]
+    if any(o.get("type") == "null" for o in options):
+        return None
+    first = options[0]
+    if "enum" in first or "const" in first:
+        return first.get("enum", [first.get("const")])[0]
+    kind = first.get("type")
+    if kind == "object":
+        properties = first.get("properties", {})
+        return {k: neutral(properties[k]) for k in first.get("required", [])}
+    return {"array": [], "string": "", "number": 0, "boolean": False}.get(str(kind))
 
 
 def build(resource: str, **fields: Any) -> Obj:

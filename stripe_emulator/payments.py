@@ -123,6 +123,7 @@ def resolve_payment_method(state: State, pm_id: str, param: str = "payment_metho
     found = state.objects.get("payment_method", {}).get(pm_id)
     if found is None:
         raise no_such("PaymentMethod", pm_id, param)
+    state.touch(found)
     return found
 
 
@@ -161,7 +162,7 @@ def retrieve_payment_method(state: State, p: Params, pm_id: str) -> Obj:
 
 @route("GET", "/v1/payment_methods")
 def list_payment_methods(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("payment_method"), customer=p.text("customer"))
+    items = list_filter(state.scan("payment_method"), customer=p.text("customer"))
     if p.text("customer") is None:
         raise missing("customer")
     return paginate(newest_first(items), p, "/v1/payment_methods")
@@ -170,7 +171,7 @@ def list_payment_methods(state: State, p: Params) -> Obj:
 @route("GET", "/v1/customers/{customer_id}/payment_methods")
 def list_customer_payment_methods(state: State, p: Params, customer_id: str) -> Obj:
     state.get("customer", customer_id)
-    items = list_filter(state.all("payment_method"), customer=customer_id, type=p.text("type"))
+    items = list_filter(state.scan("payment_method"), customer=customer_id, type=p.text("type"))
     return paginate(newest_first(items), p, f"/v1/customers/{customer_id}/payment_methods")
 
 
@@ -422,14 +423,13 @@ def retrieve_payment_intent(state: State, p: Params, pi_id: str) -> Obj:
 
 @route("GET", "/v1/payment_intents")
 def list_payment_intents(state: State, p: Params) -> Obj:
-    items = list_filter(state.all("payment_intent"), customer=p.text("customer"))
+    items = list_filter(state.scan("payment_intent"), customer=p.text("customer"))
     return paginate(newest_first(items), p, "/v1/payment_intents")
 
 
 @route("POST", "/v1/payment_intents/{pi_id}")
 def update_payment_intent(state: State, p: Params, pi_id: str) -> Obj:
     pi = state.get("payment_intent", pi_id)
-    before = snapshot(pi)
     apply_metadata(pi["metadata"], p.metadata())
     if p.has("description"):
         pi["description"] = p.text("description")
@@ -442,7 +442,7 @@ def update_payment_intent(state: State, p: Params, pi_id: str) -> Obj:
                 code="payment_intent_unexpected_state",
             )
         pi["amount"] = p.req_integer("amount")
-    state.emit_update("payment_intent.updated", pi, before)
+    # Stripe has no `payment_intent.updated` event: an update announces nothing.
     return pi
 
 
@@ -513,7 +513,7 @@ def retrieve_charge(state: State, p: Params, charge_id: str) -> Obj:
 @route("GET", "/v1/charges")
 def list_charges(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("charge"),
+        state.scan("charge"),
         customer=p.text("customer"),
         payment_intent=p.text("payment_intent"),
     )
@@ -619,6 +619,6 @@ def update_refund(state: State, p: Params, refund_id: str) -> Obj:
 @route("GET", "/v1/refunds")
 def list_refunds(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("refund"), charge=p.text("charge"), payment_intent=p.text("payment_intent")
+        state.scan("refund"), charge=p.text("charge"), payment_intent=p.text("payment_intent")
     )
     return paginate(newest_first(items), p, "/v1/refunds")

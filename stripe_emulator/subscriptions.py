@@ -394,7 +394,13 @@ def start_subscription(state: State, new: NewSubscription) -> Obj:
         status=status,
         trial_end=trial_end,
         trial_start=now if trial_end else None,
-        trial_settings={"end_behavior": {"missing_payment_method": new.trial_end_behavior}},
+        trial_settings={
+            # `billing_cycle_anchor` unset means `now`: a trial's end starts the cycle.
+            "end_behavior": {
+                "billing_cycle_anchor": None,
+                "missing_payment_method": new.trial_end_behavior,
+            }
+        },
     )
     sub["_period_index"] = 0
     invoice = _subscription_invoice(
@@ -501,7 +507,7 @@ def plan_change(state: State, sub: Obj, p: Params) -> Change:
             f"({start} - {end}).",
             param=p.name("proration_date"),
         )
-    anchor = p.choice("billing_cycle_anchor", ("now", "unchanged"), "unchanged")
+    anchor = anchor_behavior(p)
     # A new interval, or `billing_cycle_anchor=now`, starts a new period now, billed at once.
     resets = anchor == "now" or _cadence(new[0].price) != _cadence(old[0].price)
     prorations: list[ProrationLine] = []
@@ -515,6 +521,13 @@ def plan_change(state: State, sub: Obj, p: Params) -> Change:
             charge_remaining=not resets,
         )
     return Change(old, new, behavior, proration_date, resets, prorations)
+
+
+def anchor_behavior(p: Params, default: str = "unchanged") -> str:
+    """`billing_cycle_anchor[type]=now|unchanged` (an object since 2026: `{"type": "now"}`)."""
+    if not p.has("billing_cycle_anchor"):
+        return default
+    return p.sub("billing_cycle_anchor").choice("type", ("now", "unchanged"), default) or default
 
 
 def _new_period(sub: Obj, now: int) -> tuple[int, int]:
@@ -786,7 +799,7 @@ def resume_subscription(state: State, p: Params, sub_id: str) -> Obj:
         )
     before = snapshot(sub)
     now = state.now()
-    anchor = p.choice("billing_cycle_anchor", ("now", "unchanged"), "now")
+    anchor = anchor_behavior(p, "now")
     if anchor == "now":
         _set_period(sub, *_new_period(sub, now))
         sub["billing_cycle_anchor"] = now
@@ -812,7 +825,7 @@ def retrieve_subscription(state: State, p: Params, sub_id: str) -> Obj:
 @route("GET", "/v1/subscriptions")
 def list_subscriptions(state: State, p: Params) -> Obj:
     items = list_filter(
-        state.all("subscription"),
+        state.scan("subscription"),
         customer=p.text("customer"),
         collection_method=p.text("collection_method"),
     )
@@ -837,7 +850,7 @@ def list_subscription_items(state: State, p: Params) -> Obj:
 
 @route("GET", "/v1/subscription_items/{item_id}")
 def retrieve_subscription_item(state: State, p: Params, item_id: str) -> Obj:
-    for sub in state.all("subscription"):
+    for sub in state.scan("subscription"):
         for item in sub["items"]["data"]:
             if item["id"] == item_id:
                 found: Obj = item
@@ -898,7 +911,7 @@ def _expire(state: State, sub: Obj) -> None:
     before = snapshot(sub)
     sub["status"] = "incomplete_expired"
     sub["ended_at"] = state.now()
-    for invoice in list_filter(state.all("invoice"), subscription=sub["id"], status="open"):
+    for invoice in list_filter(state.all("invoice"), _subscription=sub["id"], status="open"):
         void(state, invoice)
     state.emit_update("customer.subscription.updated", sub, before)
 

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
 import uvicorn
@@ -41,6 +42,9 @@ class RunningEmulator:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
+        store = self.app.emulator.state.store
+        if store is not None:
+            store.close()
 
     def __enter__(self) -> RunningEmulator:
         return self
@@ -59,9 +63,24 @@ def start_emulator(
     webhook_url: str | None = None,
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     host: str = "127.0.0.1",
+    *,
+    check_shapes: bool = False,
+    data_dir: Path | None = None,
+    webhook_time_scale: float = 1.0,
 ) -> RunningEmulator:
-    """Serve a fresh emulator on `host:port` (0 = any free port) from a daemon thread."""
-    app = create_app(webhook_url, webhook_secret)
+    """Serve an emulator on `host:port` (0 = any free port) from a daemon thread.
+
+    `check_shapes`: compare every response and event with Stripe's types (`.emulator.shapes`).
+    `data_dir`: keep (and start from) the state in a SQLite file there; else in memory.
+    `webhook_time_scale`: compress Stripe's 3-day webhook retry schedule by this factor.
+    """
+    app = create_app(
+        webhook_url,
+        webhook_secret,
+        check_shapes=check_shapes,
+        data_dir=data_dir,
+        webhook_time_scale=webhook_time_scale,
+    )
     # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it
     # Nagle's algorithm holds back the response body ~40 ms behind the headers.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

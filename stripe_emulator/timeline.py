@@ -33,7 +33,8 @@ def _scan(state: State, now: int) -> tuple[list[tuple[int, int, Obj]], float]:
     """What is due by `now` (a heap), and the earliest moment after it."""
     heap = []
     later = math.inf
-    for n, obj in enumerate(state.all("subscription") + state.all("checkout.session")):
+    # Runs before every request: a read-only scan, so the store writes only what `_act` does.
+    for n, obj in enumerate(state.scan("subscription") + state.scan("checkout.session")):
         due = _due(state, obj)
         if due is None:
             continue
@@ -63,6 +64,7 @@ def catch_up(state: State) -> int:
         try:
             while heap and steps < MAX_STEPS:
                 due, n, obj = heapq.heappop(heap)
+                state.touch(obj)
                 with state.clock.at(due):
                     _act(state, obj)
                 steps += 1

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker
 
 from billing.stripe_gateway import configure_from_settings
 from common import apikeys, db
 from common.config import PROJECT_ROOT, Settings, get_settings, load_settings
 from common.embedded import Services, ensure_services
+from workers.process import ServiceWorker
 
 # Tables emptied after each test; the migration bookkeeping stays.
 _KEEP = {"migration"}
@@ -33,8 +33,9 @@ def services() -> Iterator[Services]:
     os.environ.setdefault("APP_ENV", "test")
     from stripe_emulator.testing import start_emulator
 
-    # Every test talks to Stripe through the emulator (nothing reaches Stripe from here).
-    emulator = start_emulator()
+    # Every test talks to Stripe through the emulator (nothing reaches Stripe from here),
+    # which checks each response and event against Stripe's types for the pinned version.
+    emulator = start_emulator(check_shapes=True)
     os.environ.update(
         {
             "STRIPE_API_BASE": emulator.url,
@@ -47,8 +48,10 @@ def services() -> Iterator[Services]:
     configure_from_settings(get_settings())
     running.emulator = emulator  # type: ignore[attr-defined]
     yield running
+    shapes = emulator.emulator.shapes
     emulator.stop()
     running.stop()
+    assert shapes is not None and shapes.differences == [], shapes.differences[:5]
 
 
 @pytest.fixture(scope="session")
@@ -151,15 +154,15 @@ async def finance_headers(clean_db: None) -> dict[str, str]:
     return {"Authorization": f"Bearer {await _key('finance')}"}
 
 
-class DrainWorker(Worker):
-    """arq's burst worker, stopping once nothing is due *now*.
+class DrainWorker(ServiceWorker):
+    """The service's worker in burst mode, stopping once nothing is due *now*.
 
     arq's own burst mode waits until the queue is empty, which never happens while
     deferred jobs (deadline checks due later) sit in it.
     """
 
     async def main(self) -> None:
-        from arq.connections import create_pool, log_redis_info  # noqa: F401
+        from arq.connections import create_pool
         from arq.utils import timestamp_ms
 
         if self._pool is None:
@@ -176,18 +179,17 @@ class DrainWorker(Worker):
                 return
 
 
-@pytest.fixture
-def run_worker(redis: ArqRedis, clean_db: None, services: Services) -> Callable[[], Awaitable[int]]:
-    """Run a real arq worker in burst mode until the queue has nothing due; returns jobs run."""
+def drain_workers(redis_url: str) -> list[DrainWorker]:
+    """One burst worker per queue, as ``workers.process`` runs them."""
     from workers import runtime
-    from workers.queue import QUEUE_NAME, redis_settings
-    from workers.settings import FUNCTIONS
+    from workers import settings as ws
+    from workers.queue import DEADLINE_QUEUE, QUEUE_NAME, redis_settings
 
-    async def run() -> int:
-        worker = DrainWorker(
-            functions=FUNCTIONS,
-            redis_settings=redis_settings(services.redis_url),
-            queue_name=QUEUE_NAME,
+    return [
+        DrainWorker(
+            functions=functions,
+            redis_settings=redis_settings(redis_url),
+            queue_name=name,
             burst=True,
             poll_delay=0,
             on_startup=runtime.startup,
@@ -195,10 +197,34 @@ def run_worker(redis: ArqRedis, clean_db: None, services: Services) -> Callable[
             handle_signals=False,
             max_jobs=20,
         )
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
-        return worker.jobs_complete + worker.jobs_failed
+        for name, functions in (
+            (DEADLINE_QUEUE, ws.DEADLINE_FUNCTIONS),
+            (QUEUE_NAME, ws.BULK_FUNCTIONS),
+        )
+    ]
+
+
+async def drain(redis_url: str) -> int:
+    """Run both queues until neither has anything due (a job on one may enqueue on the other)."""
+    total = 0
+    while True:
+        ran = 0
+        for worker in drain_workers(redis_url):
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
+            ran += worker.jobs_complete + worker.jobs_failed
+        total += ran
+        if ran == 0:
+            return total
+
+
+@pytest.fixture
+def run_worker(redis: ArqRedis, clean_db: None, services: Services) -> Callable[[], Awaitable[int]]:
+    """Run real arq workers in burst mode until no queue has anything due; returns jobs run."""
+
+    async def run() -> int:
+        return await drain(services.redis_url)
 
     return run

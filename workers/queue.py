@@ -2,21 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
+import redis.exceptions
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job
 
+log = logging.getLogger("workers.queue")
+
+# Bulk work: Stripe events, webhook deliveries, overage billing, housekeeping.
 QUEUE_NAME = "support-billing"
+# Deadline checks, escalations and breach credits: never behind bulk work.
+DEADLINE_QUEUE = "support-billing:deadlines"
+# How long a request waits on Redis to enqueue the follow-up of a committed write.
+AFTER_COMMIT_TIMEOUT = 2.0
+# Seconds a Redis command may take before it counts as an outage (arq uses no blocking reads).
+REDIS_SOCKET_TIMEOUT = 5.0
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    TimeoutError,
+)
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
     return RedisSettings.from_dsn(redis_url)
 
 
-async def connect(redis_url: str) -> ArqRedis:
-    return await create_pool(redis_settings(redis_url), default_queue_name=QUEUE_NAME)
+async def connect(redis_url: str, *, wait: bool = True) -> ArqRedis:
+    """A Redis pool for enqueueing; ``wait=False`` does not wait for Redis to answer.
+
+    The API connects without waiting: it must start (and serve what needs only
+    PostgreSQL) while Redis is away; redis-py connects on the first command.
+    """
+    if wait:
+        return await create_pool(redis_settings(redis_url), default_queue_name=QUEUE_NAME)
+    settings = redis_settings(redis_url)
+    pool = ArqRedis(
+        host=settings.host,
+        port=settings.port,
+        unix_socket_path=settings.unix_socket_path,
+        db=settings.database,
+        username=settings.username,
+        password=settings.password,
+        ssl=settings.ssl,
+        socket_connect_timeout=settings.conn_timeout,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        encoding="utf8",
+    )
+    pool.default_queue_name = QUEUE_NAME
+    return pool
 
 
 def _job_id(kind: str, *parts: object) -> str:
@@ -31,15 +71,36 @@ def _defer_until(at: datetime) -> datetime:
 
 
 async def _enqueue(
-    redis: ArqRedis, function: str, job_id: str, *args: object, defer_until: datetime | None = None
+    redis: ArqRedis,
+    function: str,
+    job_id: str,
+    *args: object,
+    defer_until: datetime | None = None,
+    queue_name: str = QUEUE_NAME,
 ) -> Job | None:
     return await redis.enqueue_job(
         function,
         *args,
         _job_id=job_id,
-        _queue_name=QUEUE_NAME,
+        _queue_name=queue_name,
         _defer_until=_defer_until(defer_until) if defer_until else None,
     )
+
+
+async def after_commit(step: Awaitable[object], what: str) -> bool:
+    """Enqueue the follow-up of a write that has committed; False when Redis is away.
+
+    The write stands either way (a committed incident is answered as created): every
+    job has a sweep that re-derives it from PostgreSQL, so Redis being down or slow
+    delays the follow-up instead of failing the request.
+    """
+    try:
+        async with asyncio.timeout(AFTER_COMMIT_TIMEOUT):
+            await step
+    except REDIS_DOWN as e:
+        log.warning("could not enqueue %s; its sweep will: %r", what, e)
+        return False
+    return True
 
 
 async def ping(redis: ArqRedis) -> bool:
@@ -81,6 +142,11 @@ async def enqueue_stripe_event(redis: ArqRedis, event_id: str) -> Job | None:
     return await _enqueue(
         redis, "process_stripe_event", _job_id("stripe_event", event_id), event_id
     )
+
+
+async def enqueue_catch_up(redis: ArqRedis, token: str) -> Job | None:
+    """Pull missed events from Stripe now (the cron does it every STRIPE_CATCHUP_SECONDS)."""
+    return await _enqueue(redis, "catch_up_stripe_events", _job_id("catch_up_stripe_events", token))
 
 
 async def enqueue_stripe_replay(redis: ArqRedis, event_id: str, attempt: str) -> Job | None:
@@ -129,7 +195,9 @@ async def enqueue_sla_job(redis: ArqRedis, kind: str, incident_id: str, at: date
     """One ``sla.schemas.SlaJob``: ``check_deadline`` at a warning instant (``sla_warning``)
     or the deadline (``sla_due``), ``escalate_incident``, or ``settle_breach_credit``."""
     function, job_id, args, defer = _sla_job(kind, incident_id, at)
-    return await _enqueue(redis, function, job_id, *args, defer_until=defer)
+    return await _enqueue(
+        redis, function, job_id, *args, defer_until=defer, queue_name=DEADLINE_QUEUE
+    )
 
 
 async def enqueue_check_deadline(
@@ -179,7 +247,7 @@ async def enqueue_sla_jobs(
     script = redis.register_script(_ENQUEUE_MANY_LUA)
     queued = 0
     for start in range(0, len(jobs), chunk):
-        keys: list[str] = [QUEUE_NAME]
+        keys: list[str] = [DEADLINE_QUEUE]
         argv: list[bytes | str | int] = []
         now = timestamp_ms()
         for kind, incident_id, at in jobs[start : start + chunk]:
@@ -194,4 +262,6 @@ async def enqueue_sla_jobs(
 
 async def enqueue_sla_sweep(redis: ArqRedis, token: str) -> Job | None:
     """Run the SLA sweep now (the cron runs it every ``SLA_SWEEP_SECONDS``)."""
-    return await _enqueue(redis, "sla_sweep", _job_id("sla_sweep", token))
+    return await _enqueue(
+        redis, "sla_sweep", _job_id("sla_sweep", token), queue_name=DEADLINE_QUEUE
+    )

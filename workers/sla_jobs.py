@@ -18,6 +18,7 @@ from sla import enforcement
 from sla.enforcement import Check
 from sla.schemas import JobKind, SlaJob
 from workers import queue
+from workers.jobs import retry_on_outage
 
 log = logging.getLogger("workers.sla")
 
@@ -39,14 +40,17 @@ async def _finish(ctx: dict[str, Any], check: Check) -> str:
     return check.done
 
 
+@retry_on_outage
 async def check_deadline(ctx: dict[str, Any], incident_id: str, kind: JobKind, ts: int) -> str:
     return await _finish(ctx, await enforcement.check_deadline(incident_id, kind, ts))
 
 
+@retry_on_outage
 async def escalate_incident(ctx: dict[str, Any], incident_id: str, ts: int) -> str:
     return await _finish(ctx, await enforcement.escalate(incident_id, ts))
 
 
+@retry_on_outage
 async def settle_breach_credit(ctx: dict[str, Any], incident_id: str) -> str:
     try:
         return await _finish(ctx, await enforcement.settle_credit(incident_id))
@@ -55,6 +59,7 @@ async def settle_breach_credit(ctx: dict[str, Any], incident_id: str) -> str:
         raise Retry(defer=CREDIT_RETRY) from e
 
 
+@retry_on_outage
 async def sla_sweep(ctx: dict[str, Any]) -> str:
     report = await enforcement.sweep()
     await schedule(ctx["redis"], report.jobs)

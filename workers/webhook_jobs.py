@@ -10,6 +10,7 @@ from arq import cron
 from common import webhooks
 from common.config import Settings, get_settings
 from workers import queue
+from workers.jobs import retry_on_outage
 
 log = logging.getLogger("workers.webhooks")
 
@@ -19,6 +20,7 @@ def _settings(ctx: dict[str, Any]) -> Settings:
     return settings if isinstance(settings, Settings) else get_settings()
 
 
+@retry_on_outage
 async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
     """Fan new outbound events out into deliveries, then enqueue every delivery now due.
 
@@ -34,6 +36,7 @@ async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
     return len(due)
 
 
+@retry_on_outage
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> bool:
     """One attempt of one delivery; schedules the next attempt when this one failed."""
     next_at = await webhooks.attempt_delivery(delivery_id, block_internal=_settings(ctx).production)

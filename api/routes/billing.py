@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
@@ -15,22 +15,28 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ControllerRouterHandler
 
 from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE, PUBLIC
+from api.middleware import request_key
 from api.pagination import Limit, Page
 from billing import (
     catalog,
     credits,
     customers,
     entitlements,
-    events,
     fasttrack,
     finance,
+    inbox,
     schemas,
     subscriptions,
 )
 from common.clock import utcnow
 from common.config import Settings
 from common.errors import InvalidRequest
+from common.schemas import INT32_MAX, AwareDatetime, RequestBody
+from sla import enforcement
 from workers import queue
+from workers.sla_jobs import schedule
+
+CreditStatus = Literal["pending", "issued", "skipped", "failed"]
 
 # ---------------------------------------------------------------- plans
 
@@ -66,7 +72,7 @@ async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
 )
 async def get_plan(
     code: FromPath[str],
-    version: Annotated[int | None, QueryParameter(ge=1)] = None,
+    version: Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX)] = None,
 ) -> schemas.Plan:
     return await catalog.get_plan(code, version)
 
@@ -92,8 +98,10 @@ async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -
     opt=ADMIN,
     summary="Create a customer here and in Stripe",
 )
-async def create_customer(data: JSONBody[schemas.CustomerCreate]) -> schemas.Customer:
-    return await customers.create_customer(data)
+async def create_customer(
+    request: Request[Any, Any, State], data: JSONBody[schemas.CustomerCreate]
+) -> schemas.Customer:
+    return await customers.create_customer(data, request_key(request.scope))
 
 
 @get(
@@ -136,9 +144,11 @@ async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
     summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing",
 )
 async def create_subscription(
-    customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionCreate]
+    request: Request[Any, Any, State],
+    customer_id: FromPath[str],
+    data: JSONBody[schemas.SubscriptionCreate],
 ) -> schemas.SubscriptionCreated:
-    return await subscriptions.create(customer_id, data)
+    return await subscriptions.create(customer_id, data, request_key(request.scope))
 
 
 @get(
@@ -152,8 +162,8 @@ async def get_subscription(customer_id: FromPath[str]) -> schemas.Subscription:
     return await subscriptions.get_current(customer_id)
 
 
-class ChangeRequest(schemas.SubscriptionChange, kw_only=True, forbid_unknown_fields=True):
-    proration_date: datetime | None = None
+class ChangeRequest(schemas.SubscriptionChange, kw_only=True):
+    proration_date: AwareDatetime | None = None
 
 
 @post(
@@ -199,8 +209,8 @@ async def cancel_subscription(
     return await subscriptions.cancel(customer_id, at_period_end)
 
 
-class PortalRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    return_url: str | None = None
+class PortalRequest(RequestBody, kw_only=True):
+    return_url: schemas.HttpUrl | None = None
 
 
 @post(
@@ -227,9 +237,11 @@ async def create_portal_session(
     summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card",
 )
 async def buy_fast_track(
-    customer_id: FromPath[str], data: JSONBody[schemas.FastTrackPurchaseCreate]
+    request: Request[Any, Any, State],
+    customer_id: FromPath[str],
+    data: JSONBody[schemas.FastTrackPurchaseCreate],
 ) -> schemas.FastTrackPurchase:
-    return await fasttrack.purchase(customer_id, data)
+    return await fasttrack.purchase(customer_id, data, request_key(request.scope))
 
 
 @get(
@@ -243,7 +255,7 @@ async def list_fast_track(customer_id: FromPath[str]) -> Page[schemas.FastTrackP
     return Page(data=await fasttrack.list_purchases(customer_id), has_more=False)
 
 
-class RefundRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class RefundRequest(RequestBody, kw_only=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
 
 
@@ -305,6 +317,7 @@ class WebhookAck(msgspec.Struct, frozen=True):
     received: bool
     duplicate: bool
     id: str
+    dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)
 
 
 @post(
@@ -318,16 +331,23 @@ class WebhookAck(msgspec.Struct, frozen=True):
 )
 async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookAck:
     settings: Settings = state.settings
-    secret = settings.stripe_webhook_secret or _EMULATOR_SECRET
+    secret = settings.webhook_secret
     payload = await request.body()
-    event = events.verify(payload, request.headers.get("stripe-signature"), secret)
-    fresh = await events.store(event, payload)
-    if fresh:
-        await queue.enqueue_stripe_event(state.redis, event["id"])
-    return WebhookAck(received=True, duplicate=not fresh, id=event["id"])
+    inbound = inbox.verify(payload, request.headers.get("stripe-signature"), secret)
+    fresh = await inbox.store(inbound)
+    if fresh and inbound.problem is None:
+        await queue.after_commit(
+            queue.enqueue_stripe_event(state.redis, inbound.id), "the Stripe event"
+        )
+    # A signed event that cannot be applied is kept dead and still answered 2xx: Stripe
+    # would otherwise redeliver it for days, failing the same way each time.
+    return WebhookAck(
+        received=True, duplicate=not fresh, id=inbound.id, dead=inbound.problem is not None
+    )
 
 
-_EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator's public secret
+# Stored as sent and verified on the exact bytes: the input boundary checks only size.
+RAW_BODY_PATHS = frozenset({"/v1/stripe/webhook"})
 
 
 # ---------------------------------------------------------------- finance
@@ -342,11 +362,28 @@ _EMULATOR_SECRET = "whsec_emulator_dev_secret"  # noqa: S105 - the dev emulator'
 )
 async def list_service_credits(
     customer_id: FromQuery[str | None] = None,
+    status: FromQuery[CreditStatus | None] = None,
     limit: Limit = 20,
     starting_after: FromQuery[str | None] = None,
 ) -> Page[schemas.ServiceCreditOutcome]:
-    found, more = await credits.list_credits(customer_id, limit, starting_after)
+    found, more = await credits.list_credits(customer_id, limit, starting_after, status)
     return Page(data=found, has_more=more)
+
+
+@post(
+    "/v1/service-credits/{credit_id:str}/retry",
+    operation_id="retryServiceCredit",
+    tags=["finance"],
+    opt=ADMIN,
+    status_code=202,
+    summary="Re-issue a failed service credit (Stripe refused it past the retry policy)",
+)
+async def retry_service_credit(
+    state: State, credit_id: FromPath[str]
+) -> schemas.ServiceCreditOutcome:
+    job = await enforcement.retry_credit(credit_id)
+    await queue.after_commit(schedule(state.redis, [job]), "the service credit")
+    return await credits.get_credit(credit_id)
 
 
 @get(
@@ -458,6 +495,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     get_entitlement,
     stripe_webhook,
     list_service_credits,
+    retry_service_credit,
     list_invoices,
     export_invoices,
     get_invoice,

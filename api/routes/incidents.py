@@ -7,6 +7,7 @@ from datetime import datetime
 
 from litestar import Response, get, patch, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
@@ -27,13 +28,14 @@ from sla.schemas import (
     SlaEvent,
     SlaStatus,
 )
+from workers import queue
 from workers.sla_jobs import schedule
 
 TAGS = ["incidents"]
 
 
 async def _changed(state: State, changed: service.Changed) -> Incident:
-    await schedule(state.redis, changed.jobs)
+    await queue.after_commit(schedule(state.redis, changed.jobs), "deadline checks")
     return changed.incident
 
 
@@ -44,10 +46,15 @@ async def _changed(state: State, changed: service.Changed) -> Incident:
     opt=HELPDESK,
     status_code=HTTP_201_CREATED,
     summary="Open an incident (the same customer_id + external_ref returns it again, with 200)",
+    responses={
+        HTTP_200_OK: ResponseSpec(
+            data_container=Incident, description="The incident opened before with this external_ref"
+        )
+    },
 )
 async def open_incident(state: State, data: JSONBody[IncidentCreate]) -> Response[Incident]:
     opened = await service.open_incident(data)
-    await schedule(state.redis, opened.jobs)
+    await queue.after_commit(schedule(state.redis, opened.jobs), "deadline checks")
     return Response(
         opened.incident, status_code=HTTP_201_CREATED if opened.created else HTTP_200_OK
     )

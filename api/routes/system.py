@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from common import db
 
@@ -34,7 +35,14 @@ async def _check(check: Awaitable[bool], seconds: float = 2.0) -> str:
     return "ok" if ok else "unavailable"
 
 
-@get("/health", operation_id="health", tags=["system"], summary="Liveness", exclude_from_auth=True)
+@get(
+    "/health",
+    operation_id="health",
+    tags=["system"],
+    summary="Liveness",
+    security=[{}],
+    exclude_from_auth=True,
+)
 async def health() -> Health:
     return Health(status="ok")
 
@@ -44,6 +52,8 @@ async def health() -> Health:
     operation_id="ready",
     tags=["system"],
     summary="Readiness: PostgreSQL and Redis answer",
+    security=[{}],
+    responses={503: ResponseSpec(data_container=Readiness, description="A dependency is down")},
 )
 async def ready(state: State) -> Response[Readiness]:
     postgres, redis = await asyncio.gather(_check(db.ping()), _check(state.redis.ping()))

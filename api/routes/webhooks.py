@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
@@ -12,16 +12,36 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
 
 from api.auth import ADMIN
+from api.middleware import REDACT_OPT
 from api.pagination import Limit, Page
 from common import tables, webhooks
 from common.config import Settings
+from common.schemas import RequestBody
 from workers import queue
 
-EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+EventType = Literal[
+    "*",
+    "sla.warning",
+    "sla.breached",
+    "sla.achieved",
+    "sla.escalated",
+    "service_credit.issued",
+    "entitlement.updated",
+    "fast_track.purchased",
+]
+# tests/hostile/test_contract.py keeps this list equal to common.outbox.EVENT_TYPES + "*".
 
 
-class WebhookEndpointCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=webhooks.MAX_URL_LENGTH)]
+class WebhookEndpointCreate(RequestBody, kw_only=True):
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=webhooks.MAX_URL_LENGTH,
+            pattern=r"^https?://",
+            examples=["https://helpdesk.example.com/hooks/support-billing"],
+        ),
+    ]
     events: Annotated[
         list[EventType],
         msgspec.Meta(
@@ -44,9 +64,14 @@ class WebhookEndpoint(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookEndpointCreated(WebhookEndpoint, frozen=True, kw_only=True):
-    """The new endpoint with its signing secret: the only response that ever shows it."""
+    """The endpoint with its signing secret: the only response that ever shows it.
 
-    secret: str
+    A replay of the same request (``Idempotency-Key``) answers with ``secret: null``: the
+    stored copy never holds it. A client that lost it rotates it
+    (``POST /v1/webhook-endpoints/{id}/rotate-secret``).
+    """
+
+    secret: str | None
 
 
 class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +140,7 @@ def _delivery(row: tables.WebhookDelivery) -> WebhookDelivery:
     "/v1/webhook-endpoints",
     operation_id="createWebhookEndpoint",
     tags=["webhooks"],
-    opt=ADMIN,
+    opt={**ADMIN, REDACT_OPT: ("secret",)},
     summary="Subscribe a URL to outbound events; the response shows its signing secret once",
 )
 async def create_webhook_endpoint(
@@ -125,6 +150,19 @@ async def create_webhook_endpoint(
     row = await webhooks.create_endpoint(
         data.url, data.events, data.description, production=settings.production
     )
+    return WebhookEndpointCreated(**_endpoint_fields(row), secret=row.secret)
+
+
+@post(
+    "/v1/webhook-endpoints/{endpoint_id:str}/rotate-secret",
+    operation_id="rotateWebhookSecret",
+    tags=["webhooks"],
+    opt={**ADMIN, REDACT_OPT: ("secret",)},
+    status_code=200,
+    summary="Replace the endpoint's signing secret; the response shows the new one once",
+)
+async def rotate_webhook_secret(endpoint_id: FromPath[str]) -> WebhookEndpointCreated:
+    row = await webhooks.rotate_secret(endpoint_id)
     return WebhookEndpointCreated(**_endpoint_fields(row), secret=row.secret)
 
 
@@ -199,12 +237,16 @@ async def redeliver_webhook(
 ) -> WebhookDelivery:
     row = await webhooks.redeliver(endpoint_id, delivery_id)
     if row.next_attempt_at is not None:  # None: a worker already made the attempt
-        await queue.enqueue_webhook_delivery(request.app.state.redis, row.id, row.next_attempt_at)
+        await queue.after_commit(
+            queue.enqueue_webhook_delivery(request.app.state.redis, row.id, row.next_attempt_at),
+            "the redelivery",
+        )
     return _delivery(row)
 
 
 ROUTES: Sequence[ControllerRouterHandler] = (
     create_webhook_endpoint,
+    rotate_webhook_secret,
     list_webhook_endpoints,
     get_webhook_endpoint,
     delete_webhook_endpoint,

@@ -209,18 +209,26 @@ async def test_stripe_faults_during_a_write_never_make_two_objects(
     assert [c["id"] for c in found["data"]] == [stripe_id]  # …and made one customer
 
 
-async def test_stripe_down_is_503_and_writes_nothing(
+async def test_stripe_down_is_503_and_the_retry_makes_one_customer(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     seeded: list[str],
     stripe_emu: Stripe,
 ) -> None:
     await stripe_emu.fault(method="POST", path="/v1/customers", status=500, count=20, when="before")
-    r = await client.post(
-        "/v1/customers",
-        headers=admin_headers,
-        json={"external_id": "org-down", "name": "Down", "email": "d@x.test"},
-    )
+    body = {"external_id": "org-down", "name": "Down", "email": "d@x.test"}
+    r = await client.post("/v1/customers", headers=admin_headers, json=body)
     assert r.status_code == 503
     assert r.headers["content-type"].startswith(PROBLEM)
-    assert await Customer.count() == 0
+    assert r.headers["retry-after"]
+    # Nothing a reader can see: the reserved row waits for the retry to finish it.
+    found = await client.get("/v1/customers?external_id=org-down", headers=admin_headers)
+    assert found.json()["data"] == []
+    await stripe_emu.http.delete("/_emulator/faults")
+    r = await client.post("/v1/customers", headers=admin_headers, json=body)
+    assert r.status_code == 201, r.text
+    again = await client.post("/v1/customers", headers=admin_headers, json=body)
+    assert again.status_code == 409
+    assert await Customer.count() == 1
+    made = await stripe_emu.get("/v1/customers/search", query="metadata['external_id']:'org-down'")
+    assert [c["id"] for c in made["data"]] == [r.json()["stripe_customer_id"]]

@@ -471,9 +471,13 @@ async def test_allowance_counts_incidents_and_flags_overage(
         ("fast-track-purchases", None, {"quantity": 0, "mode": "checkout"}, 400),
         ("fast-track-purchases", None, {"quantity": 1000, "mode": "checkout"}, 400),
         ("fast-track-purchases", None, {"quantity": 1, "mode": "cash"}, 400),
-        ("entitlements", {"at": "2999-01-01T00:00:00Z"}, None, 422),
+        # well-formed but in the future: the service refuses it (422)
+        ("entitlements", {"at": "2099-01-01T00:00:00Z"}, None, 422),
+        # not a time the contract accepts: outside the range, no offset, not RFC 3339 (400)
+        ("entitlements", {"at": "2999-01-01T00:00:00Z"}, None, 400),
         ("entitlements", {"at": "yesterday"}, None, 400),
-        ("entitlements", {"at": "2026-01-01T00:00:00"}, None, 422),
+        ("entitlements", {"at": "2026-01-01T00:00:00"}, None, 400),
+        ("entitlements", {"at": "1767225600"}, None, 400),
     ],
 )
 async def test_bad_fast_track_and_entitlement_input(
@@ -509,3 +513,41 @@ async def test_unknown_customer_is_404(
     ):
         assert r.status_code == 404
         assert r.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_the_entitlement_says_why_its_tier_applies(
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    run_worker: Any,
+) -> None:
+    assert (await _ent(client, helpdesk_headers, customer["id"]))["basis"] == (
+        "standard: no paid subscription was in force at that instant"
+    )
+    await _subscribe_active(
+        client, stripe_emu, run_worker, customer, "business", timedelta(hours=1), "evt_why"
+    )
+    now = await _ent(client, helpdesk_headers, customer["id"])
+    assert now["basis"].startswith("business v1: subscription subs_") and now["basis"].endswith(
+        " is active"
+    )
+    # A ticket backdated to before the subscription began is opened under standard, and
+    # the snapshot says so.
+    before = (utcnow() - timedelta(hours=2)).isoformat()
+    then = await _ent(client, helpdesk_headers, customer["id"], before)
+    assert then["tier"] == "standard"
+    assert "its subscription began only at" in then["basis"]
+    r = await client.post(
+        "/v1/incidents",
+        headers=helpdesk_headers,
+        json={
+            "customer_id": customer["id"],
+            "external_ref": "WHY-1",
+            "priority": "p1",
+            "opened_at": before,
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["tier"] == "standard"
+    assert "its subscription began only at" in r.json()["entitlement"]["basis"]

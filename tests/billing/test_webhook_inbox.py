@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import catalog, events
+from billing import catalog, inbox
 from billing.tables import Customer, Invoice, StripeEvent, Subscription, SubscriptionHistory
 from stripe_emulator.objects import fixtures
 from tests.billing.conftest import sign
@@ -123,14 +123,14 @@ async def test_duplicate_delivery_is_stored_and_processed_once(
     )
     first = await _post(client, event, services.emulator.webhook_secret)
     second = await _post(client, event, services.emulator.webhook_secret)
-    assert first.json() == {"received": True, "duplicate": False, "id": "evt_dup1"}
-    assert second.json() == {"received": True, "duplicate": True, "id": "evt_dup1"}
+    assert first.json() == {"received": True, "duplicate": False, "id": "evt_dup1", "dead": False}
+    assert second.json() == {"received": True, "duplicate": True, "id": "evt_dup1", "dead": False}
     assert await run_worker() == 1
     assert await StripeEvent.count() == 1
     assert await Subscription.count() == 1
     assert await SubscriptionHistory.count() == 1
     # Processing it again (a redelivered job) changes nothing.
-    assert await events.process("evt_dup1") == "already-processed"
+    assert await inbox.process("evt_dup1") == "already-processed"
     assert await SubscriptionHistory.count() == 1
 
 
@@ -172,9 +172,9 @@ async def test_any_order_of_a_subscriptions_events_converges(
         for i, (kind, status, cape, offset) in enumerate(_LIFECYCLE)
     ]
     for i in [*order, *dupes]:
-        if await events.store(built[i]):
+        if await inbox.store(built[i]):
             pass
-        await events.process(built[i]["id"])
+        await inbox.process(built[i]["id"])
     row = await Subscription.objects().first()
     assert row is not None
     assert (row.status, row.cancel_at_period_end) == ("canceled", True)
@@ -185,18 +185,19 @@ async def test_replay_reapplies_failed_events(
     services: Any, seeded: list[str], clean_db: None
 ) -> None:
     # An event for a customer we do not know yet fails... no: unknown customers are skipped.
-    # A malformed payload fails instead, and is then replayed once fixed.
+    # A malformed payload is dead at once (no retry can help), and is replayed once fixed.
     now = int(time.time())
     broken = _event(
         "customer.subscription.updated", {"id": "sub_x", "status": "active"}, now, "evt_broken"
     )
     broken["data"]["object"]["items"] = "not-a-list"
-    assert await events.store(broken)
-    with pytest.raises(Exception):  # noqa: B017, PT011 - any failure of the malformed event
-        await events.process("evt_broken")
+    assert await inbox.store(broken)
+    assert await inbox.process("evt_broken") == "dead"
     row = await StripeEvent.objects().where(StripeEvent.id == "evt_broken").first()
     assert row is not None and row.processed_at is None and row.last_error
-    assert row.attempts == 1
+    assert row.attempts == 1 and row.dead_at is not None
+    assert await inbox.process("evt_broken") == "dead"  # a second job changes nothing
+    assert await inbox.pending(min_age_seconds=0) == []  # and the sweep leaves it alone
     await StripeEvent.update(
         {
             StripeEvent.payload: json.dumps(
@@ -221,6 +222,7 @@ async def test_replay_reapplies_failed_events(
     assert "evt_broken: invoice" in done.stdout
     row = await StripeEvent.objects().where(StripeEvent.id == "evt_broken").first()
     assert row is not None and row.processed_at is not None and row.last_error is None
+    assert row.dead_at is None
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1)])
@@ -235,8 +237,8 @@ async def test_invoice_events_of_one_second_converge_in_any_order(
         inv.update(id="in_same_second", customer="cus_fixture", status=status, subscription=None)
         built.append(_event(kind, inv, 1_790_000_000, f"evt_inv{i}"))
     for i in order:
-        await events.store(built[i])
-        await events.process(built[i]["id"])
+        await inbox.store(built[i])
+        await inbox.process(built[i]["id"])
     row = await Invoice.objects().where(Invoice.stripe_invoice_id == "in_same_second").first()
     assert row is not None
     assert row.status == "paid"

@@ -4,20 +4,62 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import stripe
 
+from stripe_emulator.state import State
+from stripe_emulator.store import Store
 from stripe_emulator.testing import RunningEmulator, start_emulator
 
 from .helpers import make_client
 
+# Stripe's 3-day webhook retry schedule, compressed: the first retry waits 6 ms.
+WEBHOOK_TIME_SCALE = 1e-4
+
 
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[RunningEmulator]:
-    with start_emulator() as running:
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    # Every response and event of these tests is compared with Stripe's types, and the
+    # state is written through to a SQLite store, as under `make run`.
+    with start_emulator(
+        check_shapes=True,
+        data_dir=tmp_path_factory.mktemp("stripe_emulator"),
+        webhook_time_scale=WEBHOOK_TIME_SCALE,
+    ) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_shape_differences(emulator: RunningEmulator) -> Iterator[None]:
+    """Fail a test whose responses or events differ from Stripe's for the pinned version."""
+    shapes = emulator.emulator.shapes
+    assert shapes is not None
+    yield
+    assert shapes.differences == []
+
+
+@pytest.fixture(autouse=True)
+def everything_is_kept(emulator: RunningEmulator) -> Iterator[None]:
+    """Fail a test after which the store differs from the state in memory (a lost write)."""
+    yield
+    state = emulator.emulator.state
+    assert state.store is not None
+    kept = State(store=Store(state.store.path))
+    assert kept.store is not None
+    kept.store.close()
+    assert kept.by_id.keys() == state.by_id.keys()
+    changed = [i for i, obj in state.by_id.items() if kept.by_id[i] != _comparable(obj)]
+    assert changed == []
+    assert (kept.clock.offset, kept.clock.frozen) == (state.clock.offset, state.clock.frozen)
+    assert kept.lookup_keys == state.lookup_keys
+
+
+def _comparable(obj: dict[str, Any]) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(obj))
 
 
 @pytest.fixture

@@ -59,10 +59,15 @@ async def test_paid_subscription_checkout_creates_an_active_paid_subscription(
     assert done.invoice.status == "paid"
     assert done.invoice.billing_reason == "subscription_create"
     assert done.invoice.amount_paid == 4900
+    # As on Stripe: the card is the subscription's default, attached to the customer, and
+    # not the customer's invoice default (nor announced by a customer.updated).
     customer = await client.v1.customers.retrieve_async(done.customer)
-    pm = customer.invoice_settings.default_payment_method
+    assert customer.invoice_settings.default_payment_method is None
+    pm = sub.default_payment_method
     assert pm.startswith("pm_")
     assert (await client.v1.payment_methods.retrieve_async(pm)).customer == customer.id
+    assert "customer.updated" not in await event_types(client)
+    assert "payment_method.attached" in await event_types(client)
 
     types = await event_types(client)
     order = [
@@ -116,6 +121,58 @@ async def test_paid_payment_checkout_creates_a_succeeded_payment_intent(
     assert pi.metadata.to_dict() == {"purchase": "ftp_1"}
     assert pi.customer == customer.id
     assert pi.latest_charge.startswith("ch_")
+
+
+@pytest.mark.parametrize("future_usage", [None, "off_session"])
+async def test_payment_checkout_keeps_the_card_only_with_setup_future_usage(
+    client: stripe.StripeClient, future_usage: str | None
+) -> None:
+    customer = await client.v1.customers.create_async(params={"email": "buyer@example.com"})
+    intent_data = {"setup_future_usage": future_usage} if future_usage else {}
+    session = await client.v1.checkout.sessions.create_async(
+        params={
+            "mode": "payment",
+            "customer": customer.id,
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 9900,
+                        "product_data": {"name": "Fast-track incident"},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "success_url": "https://app.example.com/done",
+            "payment_intent_data": intent_data,
+        }
+    )
+    await complete(client, session.id)
+    done = await client.v1.checkout.sessions.retrieve_async(
+        session.id, params={"expand": ["payment_intent"]}
+    )
+    pi = done.payment_intent
+    assert pi.setup_future_usage == future_usage
+    saved = await client.v1.payment_methods.list_async(params={"customer": customer.id})
+    after = await client.v1.customers.retrieve_async(customer.id)
+    assert after.invoice_settings.default_payment_method is None  # never a default
+    if future_usage is None:
+        assert saved.data == []
+        assert (await client.v1.payment_methods.retrieve_async(pi.payment_method)).customer is None
+        return
+    assert [m.id for m in saved.data] == [pi.payment_method]
+    # The saved card pays off-session later.
+    again = await client.v1.payment_intents.create_async(
+        params={
+            "amount": 9900,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": pi.payment_method,
+            "off_session": True,
+            "confirm": True,
+        }
+    )
+    assert again.status == "succeeded"
 
 
 async def test_declined_checkout_stays_open_and_reports_the_failed_payment(

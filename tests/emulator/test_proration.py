@@ -225,7 +225,7 @@ async def test_billing_cycle_anchor_now_restarts_the_period_with_the_same_interv
     now = (await advance(control, 10 * DAY))["now"]
     params = {
         **change(sub, new_price.id, "always_invoice", start + 10 * DAY),
-        "billing_cycle_anchor": "now",
+        "billing_cycle_anchor": {"type": "now"},
     }
     preview = await client.v1.invoices.create_preview_async(
         params={"customer": customer.id, "subscription": sub.id, "subscription_details": params}

@@ -32,7 +32,11 @@ def test_defaults_need_no_environment() -> None:
         ({"SLA_WARNING_FRACTIONS": "0.5,1.5"}, "strictly between 0 and 1"),
         ({"SLA_ESCALATION_MINUTES": "60,0"}, "ascending"),
         ({"APP_ENV": "staging"}, "APP_ENV must be one of"),
-        ({"APP_ENV": "production"}, "STRIPE_API_KEY is required"),
+        ({"APP_ENV": "production"}, r"STRIPE_API_KEY \(a real Stripe key\) is required"),
+        (
+            {"APP_ENV": "production", "STRIPE_API_KEY": "sk_test_emulator"},
+            r"STRIPE_API_KEY \(a real Stripe key\) is required",
+        ),
         ({"LOG_JSON": "maybe"}, "LOG_JSON must be true or false"),
     ],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -158,3 +158,130 @@ async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
         await run_worker()
     assert len(await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])) == 1
     assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
+
+
+async def _breached_plan_incident(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+    ref: str,
+) -> dict[str, Any]:
+    """A business subscriber's P1 (120 minutes around the clock), opened now."""
+    cid = customer["id"]
+    r = await client.post(
+        f"/v1/customers/{cid}/subscription",
+        headers=admin_headers,
+        json={"plan": "business", "interval": "month", "mode": "checkout"},
+    )
+    assert r.status_code == 201, r.text
+    sub = await Subscription.objects().first()
+    assert sub is not None and sub.stripe_checkout_session_id
+    await stripe_emu.complete_checkout(sub.stripe_checkout_session_id)
+    await deliver()
+    incident = (await open_incident(cid, ref, "p1")).json()
+    assert incident["tier"] == "business"
+    return incident
+
+
+async def _breach_later(redis: ArqRedis, run_worker: RunWorker) -> datetime:
+    """Three hours on (the service's clock): the sweep breaches, the credit is attempted."""
+    later = utcnow() + timedelta(hours=3)
+    with frozen(later):
+        await queue.enqueue_sla_sweep(redis, f"later-{later.timestamp()}")
+        await run_worker()
+    return later
+
+
+async def test_a_credit_stripe_refuses_once_is_asked_again_under_a_new_key(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+    redis: ArqRedis,
+    run_worker: RunWorker,
+) -> None:
+    from sla import enforcement
+
+    incident = await _breached_plan_incident(
+        client, admin_headers, open_incident, customer, stripe_emu, deliver, "CR-1"
+    )
+    await stripe_emu.fault(method="POST", path="/v1/credit_notes", status=400, count=1)
+    later = await _breach_later(redis, run_worker)  # breach, then the credit: refused
+    row = await ServiceCredit.objects().where(ServiceCredit.incident_id == incident["id"]).first()
+    assert row is not None
+    assert (row.status, row.refusals, row.attempts) == ("pending", 1, 1)
+    assert row.next_attempt_at is not None and row.next_attempt_at > later
+    assert "Emulated fault" in (row.last_error or "")
+    assert await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"]) == []
+    # Before its time, nothing is asked; after it, the credit is paid under a new key.
+    with frozen(later + timedelta(seconds=1)):
+        assert (await enforcement.settle_credit(incident["id"])).retry_at == row.next_attempt_at
+    with frozen(row.next_attempt_at + timedelta(seconds=1)):
+        assert (await enforcement.settle_credit(incident["id"])).done == "credited"
+    notes = await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])
+    assert [n["amount"] for n in notes] == [2495]
+    keys = {r["idempotency_key"] for r in await stripe_emu.requests(path="/v1/credit_notes")}
+    assert {
+        f"credit-note-breach-{incident['id']}",
+        f"credit-note-breach-{incident['id']}-r1",
+    } <= keys
+    assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
+
+
+async def test_a_credit_refused_past_the_policy_fails_and_an_admin_reissues_it_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    finance_headers: dict[str, str],
+    helpdesk_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    deliver: Deliver,
+    redis: ArqRedis,
+    run_worker: RunWorker,
+) -> None:
+    from billing import credits
+    from sla import enforcement
+
+    incident = await _breached_plan_incident(
+        client, admin_headers, open_incident, customer, stripe_emu, deliver, "CR-2"
+    )
+    refusals = len(credits.REFUSAL_BACKOFF) + 1
+    await stripe_emu.fault(method="POST", path="/v1/credit_notes", status=400, count=refusals)
+    await _breach_later(redis, run_worker)
+    for _ in range(refusals - 1):  # each retry falls due and is refused again
+        row = (
+            await ServiceCredit.objects().where(ServiceCredit.incident_id == incident["id"]).first()
+        )
+        assert row is not None and row.next_attempt_at is not None
+        with frozen(row.next_attempt_at + timedelta(seconds=1)):
+            await enforcement.settle_credit(incident["id"])
+    failed = await client.get(
+        "/v1/service-credits", headers=finance_headers, params={"status": "failed"}
+    )
+    assert [c["incident_id"] for c in failed.json()["data"]] == [incident["id"]]
+    credit = failed.json()["data"][0]
+    assert credit["attempts"] == refusals and credit["last_error"]
+    body = (await client.get(f"/v1/incidents/{incident['id']}", headers=helpdesk_headers)).json()
+    assert body["service_credit"]["status"] == "failed"
+    # Only an admin re-issues; the worker pays it, once.
+    r = await client.post(f"/v1/service-credits/{credit['id']}/retry", headers=finance_headers)
+    assert r.status_code == 403
+    r = await client.post(f"/v1/service-credits/{credit['id']}/retry", headers=admin_headers)
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "pending"
+    again = await client.post(f"/v1/service-credits/{credit['id']}/retry", headers=admin_headers)
+    assert again.status_code == 409  # no longer failed
+    with frozen(utcnow() + timedelta(hours=12)):
+        await run_worker()
+    body = (await client.get(f"/v1/incidents/{incident['id']}", headers=helpdesk_headers)).json()
+    assert body["service_credit"]["status"] == "issued"
+    notes = await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])
+    assert [n["amount"] for n in notes] == [2495]
+    assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
+    assert await OutboundEvent.count().where(OutboundEvent.type == "service_credit.issued") == 1

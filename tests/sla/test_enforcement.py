@@ -17,7 +17,7 @@ from common.tables import OutboundEvent
 from sla import service
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent
-from tests.conftest import DrainWorker
+from tests.conftest import drain_workers
 from tests.sla.conftest import Open, ago, ledger, outbound, parse
 from workers import queue, sla_jobs
 
@@ -185,9 +185,6 @@ async def test_two_workers_never_breach_or_credit_twice(
     services: Any,
     clean_db: None,
 ) -> None:
-    from workers import runtime
-    from workers.settings import FUNCTIONS
-
     ids = [
         (
             await open_incident(customer["id"], f"D-{i}", opened_at=ago(hours=24, seconds=30 + i))
@@ -197,25 +194,13 @@ async def test_two_workers_never_breach_or_credit_twice(
     # Both workers also race the sweep over the same rows.
     await queue.enqueue_sla_sweep(redis, "race")
 
-    def worker() -> DrainWorker:
-        return DrainWorker(
-            functions=FUNCTIONS,
-            redis_settings=queue.redis_settings(services.redis_url),
-            queue_name=queue.QUEUE_NAME,
-            burst=True,
-            poll_delay=0,
-            on_startup=runtime.startup,
-            on_shutdown=runtime.shutdown,
-            handle_signals=False,
-            max_jobs=20,
-        )
-
-    workers = [worker(), worker()]
-    try:
-        await asyncio.gather(*(w.main() for w in workers))
-    finally:
-        for w in workers:
-            await w.close()
+    for _ in range(2):  # the breaches enqueue credit jobs behind the first pass
+        workers = [*drain_workers(services.redis_url), *drain_workers(services.redis_url)]
+        try:
+            await asyncio.gather(*(w.main() for w in workers))
+        finally:
+            for w in workers:
+                await w.close()
     for incident_id in ids:
         assert await ledger(incident_id) == ["opened", "breached", "escalated"]
     breached = await OutboundEvent.count().where(OutboundEvent.type == "sla.breached")
@@ -278,7 +263,7 @@ async def test_escalation_job_raises_the_level_when_due(
     level_two_at = parse(incident["due_at"]) + timedelta(minutes=60)
     ts = service.micros(level_two_at)
     # The breach deferred the job for level 2 to its instant, under a deterministic id.
-    deferred = Job(f"sla_escalate:{incident['id']}:{ts}", redis, _queue_name=queue.QUEUE_NAME)
+    deferred = Job(f"sla_escalate:{incident['id']}:{ts}", redis, _queue_name=queue.DEADLINE_QUEUE)
     assert await deferred.status() == JobStatus.deferred
     # An hour later (the service's clock) the job runs.
     with frozen(level_two_at + timedelta(seconds=1)):

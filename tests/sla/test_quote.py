@@ -91,7 +91,9 @@ async def test_the_quote_refuses_bad_input_with_problem_json(
         ({}, 400),
         ({"priority": "p1", "opened_at": "yesterday"}, 400),
         ({"priority": "p1", "opened_at": iso(ago(minutes=-30))}, 422),
-        ({"priority": "p1", "opened_at": "2026-01-05T10:00:00"}, 422),
+        ({"priority": "p1", "opened_at": "2026-01-05T10:00:00"}, 400),
+        ({"priority": "p1", "opened_at": "0001-01-01T00:00:00+01:00"}, 400),
+        ({"priority": "p1", "opened_at": "9999-12-31T23:59:59-01:00"}, 400),
     ]
     for params, status in cases:
         r = await client.get(url, headers=helpdesk_headers, params=params)
