@@ -42,8 +42,20 @@ def customer_body(external_id: str) -> dict[str, Any]:
     }
 
 
+async def setup_post(api: Api, path: str, body: dict[str, Any]) -> httpx.Response:
+    """A POST of a test's set-up, retried as a client retries a 503 (a loaded machine sheds
+    load; every create here is safe to retry) under one Idempotency-Key."""
+    key = unique("setup")
+    for _ in range(30):
+        r = await api.http.post(path, json=body, headers={"Idempotency-Key": key})
+        if r.status_code != 503:
+            return r
+        await asyncio.sleep(float(r.headers.get("retry-after") or 1))
+    return r
+
+
 async def create_customer(api: Api, external_id: str | None = None) -> dict[str, Any]:
-    r = await api.http.post("/v1/customers", json=customer_body(external_id or unique("org")))
+    r = await setup_post(api, "/v1/customers", customer_body(external_id or unique("org")))
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -64,7 +76,11 @@ async def subscribe(api: Api, customer_id: str, plan: str = "business") -> httpx
 
 async def subscribed_customer(stack: Stack, plan: str = "business") -> dict[str, Any]:
     customer = await customer_with_card(stack)
-    r = await subscribe(stack.apis[0], customer["id"], plan)
+    r = await setup_post(
+        stack.apis[0],
+        f"/v1/customers/{customer['id']}/subscription",
+        {"plan": plan, "interval": "month", "mode": "charge_saved_method"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["subscription"]["status"] == "active", r.text
     return customer
@@ -105,7 +121,7 @@ async def open_incident(
     body = incident_body(
         customer_id, ref or unique("ZD"), due_in=due_in, target_minutes=target_minutes, **extra
     )
-    r = await api.http.post("/v1/incidents", json=body)
+    r = await setup_post(api, "/v1/incidents", body)
     assert r.status_code in expect, r.text
     return dict(r.json())
 
@@ -187,7 +203,11 @@ async def fast_tracked_incident(
     incident using it, due in ``due_in`` s: its breach refunds the fast-track payment."""
     api = api or stack.apis[0]
     customer = await customer_with_card(stack, api)
-    r = await buy_fast_track(api, customer["id"], 1)
+    r = await setup_post(
+        api,
+        f"/v1/customers/{customer['id']}/fast-track-purchases",
+        {"quantity": 1, "mode": "charge_saved_method"},
+    )
     assert r.status_code == 201 and r.json()["status"] == "paid", r.text
     incident = await open_incident(
         api,

@@ -47,10 +47,11 @@ BASE_ENV: dict[str, str] = {
     "STRIPE_TIMEOUT_SECONDS": "5",
     "STRIPE_MAX_RETRIES": "1",
     "DATABASE_POOL_SIZE": "10",
-    # Interfaces of issue 9 (ignored by code that does not know them yet).
-    "DATABASE_ACQUIRE_TIMEOUT_SECONDS": "2",
-    "IDEMPOTENCY_LEASE_SECONDS": "3",
-    "STRIPE_CATCHUP_SECONDS": "2",
+    "WORKER_DATABASE_POOL_SIZE": "8",
+    "DATABASE_ACQUIRE_TIMEOUT_SECONDS": "5",
+    # In-flight Idempotency-Key claims and Stripe create reservations of a dead request.
+    "LEASE_SECONDS": "3",
+    "STRIPE_CATCHUP_SECONDS": "5",
     "PYTHONUNBUFFERED": "1",
 }
 # What a test process must not hand down to the services it starts.
@@ -701,6 +702,8 @@ class Stack:
         hook = f"http://127.0.0.1:{self.api_ports[0]}/v1/stripe/webhook"
         argv = [sys.executable, "-m", "stripe_emulator", "--port", str(port)]
         argv += ["--webhook-secret", WEBHOOK_SECRET, "--log-level", "warning"]
+        # Stripe's retry schedule (1 min, then longer) compressed a hundredfold.
+        argv += ["--webhook-time-scale", "0.01"]
         if webhooks:
             argv += ["--webhook-url", hook]
         proc = Proc("emulator", argv, service_env({}), self.root / "emulator.log").start()
@@ -743,11 +746,14 @@ class Stack:
         await proc.wait_for_log("worker started")
         return proc
 
-    async def worker_check(self, limit: float = 60) -> subprocess.CompletedProcess[str]:
-        """``support-billing worker --check``: the worker's health as an exit status."""
+    async def worker_check(
+        self, worker: Proc | None = None, limit: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``support-billing worker --check [--pid]``: a worker's health as an exit status."""
+        pid = ["--pid", str(worker.pid)] if worker is not None else []
         return await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "api.cli", "worker", "--check"],
+            [sys.executable, "-m", "api.cli", "worker", "--check", *pid],
             env=self.env(),
             cwd=PROJECT_ROOT,
             capture_output=True,

@@ -74,7 +74,7 @@ async def _hold_worker_transactions(stack: Stack, customers: int) -> None:
     asks Stripe for the subscription inside its transaction, and Stripe is slow to answer."""
     emu = stack.emulator
     assert emu is not None
-    await emu.fault("/v1/subscriptions/", method="GET", stall=20, when="after", count=100)
+    await emu.fault("/v1/subscriptions/", method="GET", stall=12, when="after", count=100)
     api = stack.apis[0]
     sessions = []
     for _ in range(customers):
@@ -97,12 +97,13 @@ async def _worker_survives(
 ) -> None:
     assert stack.emulator is not None
     await _hold_worker_transactions(stack, customers=12)
-    # The worker's pool has 10 connections: wait until they all sit inside a transaction.
+    # WORKER_DATABASE_POOL_SIZE=8: wait until Stripe-event jobs hold 4 of them (bulk work
+    # may hold half the pool) inside transactions, where a restart kills them.
     await eventually(
         lambda: stack.pg.open_transactions(stack.database),
-        lambda n: n >= 10,
+        lambda n: n >= 4,
         within=60,
-        what="10 worker connections inside transactions",
+        what="4 worker connections inside transactions",
         context=lambda: stack.logs(20),
     )
     await inject()
@@ -123,10 +124,10 @@ async def _worker_survives(
         what="the worker breaches incidents that fell due after the fault",
     )
     late = await books.lateness(stack, incidents)
-    report(fault, "12 checkout events in flight, 10 open transactions", late=late)
+    report(fault, "12 checkout events in flight, 4+ open transactions", late=late)
     worker = stack.workers[0]
     assert worker.alive, worker.tail()
-    check = await stack.worker_check()
+    check = await stack.worker_check(worker)
     assert check.returncode == 0, f"worker --check {check.returncode}: {check.stdout}{check.stderr}"
     exited = await worker.terminate(20)
     assert exited is not None, f"the worker did not exit within 20 s of SIGTERM:\n{worker.tail()}"
@@ -153,6 +154,6 @@ async def test_the_worker_keeps_breaching_after_its_backends_are_terminated(
 
         async def terminate() -> None:
             killed = await stack.pg.terminate_backends(stack.database, in_transaction_only=True)
-            assert killed >= 10
+            assert killed >= 4
 
         await _worker_survives(stack, terminate, "pg_terminate_backend mid-transaction", report)

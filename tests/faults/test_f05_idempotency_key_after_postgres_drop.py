@@ -26,7 +26,7 @@ pytestmark = pytest.mark.faults
 async def test_a_key_whose_request_died_with_postgres_is_usable_after_its_lease(
     own_pg: OwnPostgres, faults_root: Path, report: Callable[..., None]
 ) -> None:
-    env = {"STRIPE_TIMEOUT_SECONDS": "15", "IDEMPOTENCY_LEASE_SECONDS": "3"}
+    env = {"STRIPE_TIMEOUT_SECONDS": "15", "LEASE_SECONDS": "3"}
     async with running_stack("f05", own_pg, faults_root / "f05", env=env) as (stack, _):
         assert stack.emulator is not None
         api = stack.apis[0]

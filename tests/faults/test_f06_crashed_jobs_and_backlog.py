@@ -22,7 +22,7 @@ from tests.faults.harness import PgServer, Stack, eventually
 
 pytestmark = pytest.mark.faults
 
-BACKLOG = 3_000
+BACKLOG = 1_500
 
 
 async def test_a_credit_running_when_its_worker_was_killed_is_paid_by_another_within_seconds(
@@ -33,7 +33,7 @@ async def test_a_credit_running_when_its_worker_was_killed_is_paid_by_another_wi
         emulator = stack.emulator
         assert emulator is not None
         # Stripe writes the refund, then is slow to answer: the credit job is mid-call.
-        await emulator.fault("/v1/refunds", stall=30, when="after", count=1)
+        await emulator.fault("/v1/refunds", stall=20, when="after", count=1)
         customer, incident = await flows.fast_tracked_incident(stack, due_in=2)
         await eventually(
             lambda: emulator.requests(path="/v1/refunds", method="POST"),
@@ -163,7 +163,7 @@ async def test_deadline_checks_do_not_wait_behind_a_backlog_of_stripe_events(
         )
     )[0]
     report(
-        "worker down, then 3,000 queued Stripe events", "10 deadlines due in the drain", late=late
+        "worker down, then 1,500 queued Stripe events", "10 deadlines due in the drain", late=late
     )
     assert row["outlasted"], "the backlog drained before the deadlines: it cannot delay them here"
     # Breached while at least a tenth of the backlog still waited: checks did not queue behind it.

@@ -3,11 +3,15 @@
 The service relied on delivery alone. Here the emulator's webhook URL points nowhere,
 so nothing is delivered: the worker must pull ``GET /v1/events`` on start and every
 ``STRIPE_CATCHUP_SECONDS`` into the same idempotent inbox, and a late delivery of the
-same events must change nothing.
+same events must change nothing. The catch-up reads events once they are a minute old
+(``billing.catchup.SETTLE``: Stripe lists an event a moment after its ``created``), so
+these tests wait that minute.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,13 @@ from tests.faults.harness import Api, PgServer, Stack, eventually
 
 pytestmark = pytest.mark.faults
 
+# How old an event must be before the catch-up reads it (billing.catchup.SETTLE).
+SETTLE = 60
+
 
 @pytest.fixture(scope="module")
 async def stack(machine_pg: PgServer, faults_root: Path) -> AsyncIterator[Stack]:
-    env = {"STRIPE_CATCHUP_SECONDS": "2"}
+    env = {"STRIPE_CATCHUP_SECONDS": "5"}
     async with running_stack("f10", machine_pg, faults_root / "f10", env=env, webhooks=False) as (
         stack,
         _,
@@ -88,7 +95,7 @@ async def test_events_never_delivered_are_fetched_and_applied_once(
         await eventually(
             lambda: _applied(stack, subscriber, buyer),
             lambda t: not t.mismatches(),
-            within=60,
+            within=SETTLE + 90,
             what="the worker fetched and applied the events Stripe never delivered",
         )
     finally:
@@ -123,6 +130,9 @@ async def test_a_worker_catches_up_on_start(stack: Stack, report: Callable[..., 
     for worker in stack.workers:
         await worker.stop()
     buyer = await _checkout_fast_track(stack, stack.apis[0])
+    created = time.monotonic()
+    # The worker is down for longer than the catch-up's settle time.
+    await asyncio.sleep(max(0.0, SETTLE + 3 - (time.monotonic() - created)))
     # Only the catch-up at start can find this purchase in time: the periodic one is an hour.
     await stack.start_worker(STRIPE_CATCHUP_SECONDS="3600")
 
