@@ -115,7 +115,7 @@ async def _worker_survives(
     assert answer.status_code == 200, f"the API did not recover: {seen}"
     standard = await flows.create_customer(api)
     incidents = [
-        str((await flows.open_incident(api, standard["id"], due_in=4))["id"]) for _ in range(5)
+        str((await flows.open_incident(api, standard["id"], due_in=2))["id"]) for _ in range(5)
     ]
     await eventually(
         lambda: books.breached_count(stack, incidents),

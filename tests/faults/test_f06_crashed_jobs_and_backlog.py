@@ -22,7 +22,7 @@ from tests.faults.harness import PgServer, Stack, eventually
 
 pytestmark = pytest.mark.faults
 
-BACKLOG = 1_500
+BACKLOG = 1_000
 
 
 async def test_a_credit_running_when_its_worker_was_killed_is_paid_by_another_within_seconds(
@@ -163,7 +163,7 @@ async def test_deadline_checks_do_not_wait_behind_a_backlog_of_stripe_events(
         )
     )[0]
     report(
-        "worker down, then 1,500 queued Stripe events", "10 deadlines due in the drain", late=late
+        "worker down, then 1,000 queued Stripe events", "10 deadlines due in the drain", late=late
     )
     assert row["outlasted"], "the backlog drained before the deadlines: it cannot delay them here"
     # Breached while at least a tenth of the backlog still waited: checks did not queue behind it.
