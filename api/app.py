@@ -5,13 +5,16 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import swagger_ui
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from api import openapi
@@ -24,8 +27,8 @@ from api.routes import incidents as incident_routes
 from api.routes import system
 from api.routes import webhooks as webhook_routes
 from api.strict import StrictInputMiddleware
-from billing.stripe_gateway import close as close_stripe
-from billing.stripe_gateway import configure_from_settings as configure_stripe
+from billing import service as billing
+from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue
@@ -42,6 +45,19 @@ ROUTES: Sequence[ControllerRouterHandler] = (
 )
 
 
+DOCS_ASSETS = "/schema/assets"
+
+
+def _docs_assets() -> ControllerRouterHandler:
+    """Swagger UI's JavaScript and CSS, from the installed package (nothing from a CDN)."""
+    return create_static_files_router(
+        path=DOCS_ASSETS,
+        directories=[Path(swagger_ui.__file__).parent / "static"],
+        include_in_schema=False,
+        name="docs-assets",
+    )
+
+
 def _openapi() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Support Billing",
@@ -51,7 +67,16 @@ def _openapi() -> OpenAPIConfig:
             "entitlements, SLA enforcement and service credits."
         ),
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        # Swagger UI from the swagger-ui-py wheel, served here: the docs work offline.
+        render_plugins=[
+            SwaggerRenderPlugin(
+                js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+                path="/swagger",
+            )
+        ],
         components=Components(
             security_schemes={
                 "ApiKey": SecurityScheme(
@@ -81,9 +106,8 @@ def create_app(
             acquire_timeout=settings.database_acquire_timeout_seconds,
             application_name="support-billing-api",
         )
-        app.state.redis = await queue.connect(
-            settings.redis_url or "redis://127.0.0.1:6379/0", wait=False
-        )
+        app.state.redis = await queue.connect(settings.redis, wait=False)
+        billing.start_entitlement_cache(db.engine().config["dsn"])
         # Everything built so far lives for the whole process: keep it out of the cyclic
         # collector's full passes, which otherwise stall every request in flight.
         gc.collect()
@@ -92,6 +116,7 @@ def create_app(
         gc.set_threshold(20_000, 20, 50)
 
     async def shutdown(app: Litestar) -> None:
+        await billing.stop_entitlement_cache()
         await close_stripe()
         await app.state.redis.aclose()
         await db.close_pool()
@@ -101,7 +126,7 @@ def create_app(
         return config
 
     app = Litestar(
-        route_handlers=[*ROUTES, *extra_routes],
+        route_handlers=[*ROUTES, _docs_assets(), *extra_routes],
         on_startup=[startup],
         on_shutdown=[shutdown],
         on_app_init=[on_app_init],

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from common.config import ConfigError, Settings, configure_logging, load_settings
+from common.config import ConfigError, Settings, configure_logging, get_settings, load_settings
 from common.embedded import Services, ensure_services
 
 T = TypeVar("T")
@@ -44,7 +44,9 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
     async def with_pool() -> T:
         from common import db
 
-        await db.open_pool(max_size=4)
+        await db.open_pool(
+            max_size=get_settings().database_pool_size, application_name="support-billing-cli"
+        )
         try:
             return await make()
         finally:
@@ -79,17 +81,16 @@ def seed() -> None:
 
 async def _seed_catalog(settings: Settings) -> None:
     """Seed the catalog when empty, then make sure Stripe has its products and prices."""
-    from billing import catalog
-    from billing.stripe_gateway import close, configure_from_settings
+    from billing import service as billing
 
-    configure_from_settings(settings)
+    billing.configure_stripe(settings)
     try:
-        created = await catalog.seed_if_empty()
+        created = await billing.seed_catalog()
         click.echo(f"catalog: {'seeded ' + ', '.join(created) if created else 'already present'}")
-        synced = await catalog.sync_to_stripe()
+        synced = await billing.sync_catalog_to_stripe()
         click.echo(f"stripe: {len(synced)} plan version(s) synced")
     finally:
-        await close()
+        await billing.close_stripe()
 
 
 @main.group()
@@ -122,23 +123,53 @@ def stripe_group() -> None:
     """Stripe catalog sync and event replay."""
 
 
+def _with_stripe(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` on the database pool with the Stripe gateway configured, then closed."""
+    from billing import service as billing
+
+    async def run() -> T:
+        billing.configure_stripe(settings)
+        try:
+            return await work()
+        finally:
+            await billing.close_stripe()
+
+    return _run(run)
+
+
+async def _each(
+    ids: list[str], apply: Callable[[str], Awaitable[str]], actor: str
+) -> list[tuple[str, str]]:
+    """Apply to each id in turn; a failure is reported and the rest go on."""
+    from common.audit import acting_as
+
+    results: list[tuple[str, str]] = []
+    with acting_as(actor):
+        for item in ids:
+            try:
+                results.append((item, await apply(item)))
+            except Exception as e:  # report each failure and go on with the rest
+                results.append((item, f"failed: {e!r}"))
+    return results
+
+
+def _report(results: list[tuple[str, str]], none: str) -> None:
+    for item, outcome in results:
+        click.echo(f"{item}: {outcome}")
+    if not results:
+        click.echo(none)
+    if any(outcome.startswith("failed") for _, outcome in results):
+        raise SystemExit(1)
+
+
 @stripe_group.command("sync-catalog")
 def stripe_sync_catalog() -> None:
     """Create the Products and Prices (lookup keys <plan>_v<version>_<interval>) in Stripe."""
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import catalog
-        from billing.stripe_gateway import close, configure_from_settings
+        from billing import service as billing
 
-        configure_from_settings(settings)
-
-        async def sync() -> list[str]:
-            try:
-                return await catalog.sync_to_stripe()
-            finally:
-                await close()
-
-        for line in _run(sync):
+        for line in _with_stripe(settings, billing.sync_catalog_to_stripe):
             click.echo(f"synced {line}")
 
 
@@ -148,9 +179,9 @@ def stripe_dead(limit: int) -> None:
     """List Stripe events stored dead (they cannot be applied as sent), with their error."""
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import inbox
+        from billing import service as billing
 
-        rows = _run(lambda: inbox.dead(limit))
+        rows = _run(lambda: billing.dead_stripe_events(limit))
         for row in rows:
             click.echo(
                 f"{row['id']}  {row['type'] or '-'}  dead {row['dead_at']:%Y-%m-%d %H:%M}  "
@@ -171,32 +202,13 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
         raise click.UsageError("name event ids or pass --failed")
     settings = _settings()
     with _services(settings, redis=False):
-        from billing import inbox
-        from billing.stripe_gateway import close, configure_from_settings
-        from common.audit import acting_as
-
-        configure_from_settings(settings)
+        from billing import service as billing
 
         async def replay() -> list[tuple[str, str]]:
-            results = []
-            try:
-                with acting_as("cli:replay"):
-                    for event_id in await inbox.mark_for_replay(list(event_ids), failed):
-                        try:
-                            results.append((event_id, await inbox.process(event_id)))
-                        except Exception as e:  # report each failure and go on with the rest
-                            results.append((event_id, f"failed: {e!r}"))
-            finally:
-                await close()
-            return results
+            marked = await billing.mark_stripe_events_for_replay(list(event_ids), failed)
+            return await _each(marked, billing.process_stripe_event, "cli:replay")
 
-        results = _run(replay)
-        for event_id, outcome in results:
-            click.echo(f"{event_id}: {outcome}")
-        if not results:
-            click.echo("no matching events")
-        if any(o.startswith("failed") for _, o in results):
-            raise SystemExit(1)
+        _report(_with_stripe(settings, replay), "no matching events")
 
 
 @main.group("credits")
@@ -214,35 +226,13 @@ def credits_retry(failed: bool, credit_ids: tuple[str, ...]) -> None:
     settings = _settings()
     with _services(settings, redis=False):
         from billing import service as billing
-        from billing.stripe_gateway import close, configure_from_settings
-        from common.audit import acting_as
-        from sla import enforcement
-
-        configure_from_settings(settings)
+        from sla import service as sla
 
         async def retry() -> list[tuple[str, str]]:
-            results = []
-            try:
-                with acting_as("cli:credits"):
-                    ids = list(credit_ids) or await billing.failed_credit_ids()
-                    for credit_id in ids:
-                        try:
-                            job = await enforcement.retry_credit(credit_id)
-                            done = (await enforcement.settle_credit(job.incident_id)).done
-                        except Exception as e:  # report each and go on with the rest
-                            done = f"failed: {e}"
-                        results.append((credit_id, done))
-            finally:
-                await close()
-            return results
+            ids = list(credit_ids) or await billing.failed_credit_ids()
+            return await _each(ids, sla.retry_credit_now, "cli:credits")
 
-        results = _run(retry)
-        for credit_id, outcome in results:
-            click.echo(f"{credit_id}: {outcome}")
-        if not results:
-            click.echo("no failed service credits")
-        if any(o.startswith("failed") for _, o in results):
-            raise SystemExit(1)
+        _report(_with_stripe(settings, retry), "no failed service credits")
 
 
 @keys.command("list")
@@ -321,11 +311,14 @@ def worker(check: bool, pid: int | None) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option("--api-url", default=None, help="The API (default: http://HOST:PORT).")
+@click.option("--stripe-url", default=None, help="The emulator (default: STRIPE_EMULATOR_PORT).")
+@click.option("--admin-key", default=None, help="An admin key (default: make run's dev key).")
+def demo(api_url: str | None, stripe_url: str | None, admin_key: str | None) -> None:
     """The README's tour against a running `make run`, told step by step."""
     from api import demo as tour
 
-    raise SystemExit(tour.main(_settings()))
+    raise SystemExit(tour.main(_settings(), api_url, stripe_url, admin_key))
 
 
 @main.command()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
 import sys
 import time
@@ -77,14 +76,12 @@ def _key(role: str, name: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _admin_key(settings: Settings) -> str:
-    key = os.environ.get("DEMO_ADMIN_KEY")
+def _admin_key(settings: Settings, given: str | None) -> str:
     path = settings.data_dir / "dev-admin-key"
-    if not key and path.exists():
-        key = path.read_text().strip()
+    key = given or (path.read_text().strip() if path.exists() else None)
     if not key:
         raise DemoFailed(
-            f"no admin key: start `make run` first (it writes {path}), or set DEMO_ADMIN_KEY"
+            f"no admin key: start `make run` first (it writes {path}), or pass --admin-key"
         )
     return key
 
@@ -150,10 +147,16 @@ def ensure_demo_plan(tour: Tour) -> dict[str, Any]:
     )
 
 
-def run_tour(base_url: str, stripe_url: str, settings: Settings, say: Callable[[str], None]) -> int:
+def run_tour(
+    base_url: str,
+    stripe_url: str,
+    settings: Settings,
+    say: Callable[[str], None],
+    admin_key: str | None = None,
+) -> int:
     """The whole tour; returns 0, or raises DemoFailed naming the step that went wrong."""
     started = time.monotonic()
-    admin = _bearer(_admin_key(settings))
+    admin = _bearer(_admin_key(settings, admin_key))
     with (
         httpx.Client(base_url=base_url, timeout=30) as api,
         httpx.Client(base_url=stripe_url, timeout=30, headers=_bearer(EMULATOR_API_KEY)) as stripe,
@@ -309,7 +312,13 @@ def run_tour(base_url: str, stripe_url: str, settings: Settings, say: Callable[[
             "GET", "/v1/service-credits", tour.finance, params={"customer_id": cid}
         )["data"]
         credit = next(c for c in credits if c["id"] == credited["service_credit"]["id"])
-        notes = tour.call("GET", "/v1/credit-notes", tour.finance, params={"customer_id": cid})
+        notes = tour.until(
+            "the credit note to reach the finance mirror",
+            lambda: tour.call("GET", "/v1/credit-notes", tour.finance, params={"customer_id": cid}),
+            lambda page: any(
+                n["stripe_credit_note_id"] == credit["stripe_object_id"] for n in page["data"]
+            ),
+        )
         note = next(
             n for n in notes["data"] if n["stripe_credit_note_id"] == credit["stripe_object_id"]
         )
@@ -338,13 +347,18 @@ def run_tour(base_url: str, stripe_url: str, settings: Settings, say: Callable[[
     return 0
 
 
-def main(settings: Settings) -> int:
-    base = os.environ.get("DEMO_API_URL") or f"http://{settings.host}:{settings.port}"
-    stripe_url = (
-        os.environ.get("DEMO_STRIPE_URL") or f"http://127.0.0.1:{settings.stripe_emulator_port}"
-    )
+def main(
+    settings: Settings,
+    api_url: str | None = None,
+    stripe_url: str | None = None,
+    admin_key: str | None = None,
+) -> int:
+    """Run the tour against ``api_url`` (default: HOST/PORT) and the emulator at ``stripe_url``
+    (default: STRIPE_EMULATOR_PORT); 0 when every step answered as expected."""
+    base = api_url or f"http://{settings.host}:{settings.port}"
+    stripe = stripe_url or f"http://127.0.0.1:{settings.stripe_emulator_port}"
     try:
-        return run_tour(base, stripe_url, settings, print)
+        return run_tour(base, stripe, settings, print, admin_key)
     except DemoFailed as e:
         print(f"\nThe demo stopped: {e}", file=sys.stderr)
         return 1

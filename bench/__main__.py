@@ -1,4 +1,4 @@
-"""Run every benchmark in turn: ``make bench`` (or ``uv run python -m bench [name…]``)."""
+"""``make bench``: the one-table run (``bench.run``); ``python -m bench NAME…``: single benches."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def main(names: list[str]) -> int:
+def main(argv: list[str]) -> int:
     found = sorted(p.stem for p in HERE.glob("bench_*.py"))
-    chosen = [n if n.startswith("bench_") else f"bench_{n}" for n in names] or found
+    names = [a for a in argv if not a.startswith("-")]
+    if not names:
+        from bench import run
+
+        return run.main(argv)
+    chosen = [n if n.startswith("bench_") else f"bench_{n}" for n in names]
     failed = 0
     for name in chosen:
+        if name not in found:
+            print(f"no such benchmark: {name} (have: {', '.join(found)})")
+            return 2
         print(f"\n=== {name} ===", flush=True)
         done = subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False)  # noqa: S603
         failed += done.returncode != 0

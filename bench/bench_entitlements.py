@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench import loadgen, setup
-from billing import catalog
+from billing import catalog, seed
 from common import db
 from common.ids import new_id
 
@@ -26,7 +26,7 @@ async def populate(customers: int) -> list[str]:
     await db.open_pool()
     try:
         await setup.fresh_schema()
-        await catalog.seed_if_empty()
+        await seed.seed_if_empty()
         plans = {p.code: p for p in await catalog.list_current()}
         key = await setup.helpdesk_key()
     finally:

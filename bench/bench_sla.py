@@ -129,11 +129,9 @@ async def reset_incidents() -> None:
 
 @contextlib.contextmanager
 def workers(count: int) -> Iterator[None]:
-    """``count`` real arq worker processes (cron sweep included)."""
-    code = (
-        "from arq.worker import run_worker; from workers.settings import WorkerSettings; "
-        "run_worker(WorkerSettings)"
-    )
+    """``count`` real worker processes (``support-billing worker``: both queues, the sweep)."""
+    # The production worker process: the deadline and bulk queues, leases, the sweep.
+    code = "from api.cli import main; main(['worker'])"
     env = {**os.environ, "LOG_LEVEL": "WARNING"}
     WORKER_LOG.parent.mkdir(parents=True, exist_ok=True)
     with WORKER_LOG.open("ab") as log:

@@ -19,7 +19,7 @@ import asyncpg
 from arq.worker import Worker
 
 from bench import loadgen, setup
-from billing import catalog
+from billing import catalog, seed
 from billing.tables import Plan
 from common import db
 from workers import runtime
@@ -46,7 +46,7 @@ async def prepare(customers: int) -> str:
     await db.open_pool()
     try:
         await setup.fresh_schema()
-        await catalog.seed_if_empty()
+        await seed.seed_if_empty()
         business = await catalog.get_plan("business")
         await Plan.update({Plan.stripe_price_month_id: "price_business_month"}).where(
             Plan.id == business.id

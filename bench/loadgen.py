@@ -158,6 +158,15 @@ def _ms(text: str) -> float:
     return value * 1000  # seconds
 
 
+_WRK_DONE = (
+    "done = function(summary, latency, requests)\n"
+    "  io.write(string.format('P50 %d\\nP99 %d\\nERR %d\\nNON2XX %d\\nREQ %d\\n',"
+    " latency:percentile(50), latency:percentile(99),"
+    " summary.errors.connect + summary.errors.read + summary.errors.write"
+    " + summary.errors.timeout, summary.errors.status, summary.requests))\nend\n"
+)
+
+
 def wrk(
     name: str,
     host: str,
@@ -169,6 +178,26 @@ def wrk(
     threads: int = 1,
 ) -> Result | None:
     """The same measurement with wrk (C, far cheaper than a Python client); None if absent."""
+    lua_paths = ",".join(f'"{p}"' for p in paths)
+    lua_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    script = (
+        f"local paths = {{{lua_paths}}}\n{lua_headers}"
+        "math.randomseed(os.time())\n"
+        "request = function() return wrk.format(nil, paths[math.random(#paths)]) end\n"
+    )
+    return wrk_script(name, host, port, script, connections, seconds, threads)
+
+
+def wrk_script(
+    name: str,
+    host: str,
+    port: int,
+    script: str,
+    connections: int = 64,
+    seconds: float = 10.0,
+    threads: int = 1,
+) -> Result | None:
+    """Run wrk with a Lua ``script`` (its ``request``; this adds ``done``); None if absent."""
     import os
     import re
     import shutil
@@ -178,27 +207,17 @@ def wrk(
     binary = shutil.which("wrk")
     if binary is None:
         return None
-    lua_paths = ",".join(f'"{p}"' for p in paths)
-    lua_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    script = (
-        f"local paths = {{{lua_paths}}}\n{lua_headers}"
-        "math.randomseed(os.time())\n"
-        "request = function() return wrk.format(nil, paths[math.random(#paths)]) end\n"
-        "done = function(summary, latency, requests)\n"
-        "  io.write(string.format('P50 %d\\nP99 %d\\nERR %d\\nNON2XX %d\\n',"
-        " latency:percentile(50), latency:percentile(99),"
-        " summary.errors.connect + summary.errors.read + summary.errors.write"
-        " + summary.errors.timeout, summary.errors.status))\nend\n"
-    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(script)
+        f.write(script + _WRK_DONE)
     try:
         out = subprocess.run(  # noqa: S603 - fixed binary and arguments
             [
                 binary,
                 f"-t{threads}",
                 f"-c{connections}",
-                f"-d{int(seconds)}s",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
                 "-s",
                 f.name,
                 f"http://{host}:{port}",
@@ -206,19 +225,30 @@ def wrk(
             capture_output=True,
             text=True,
             check=True,
-            timeout=seconds + 30,
+            timeout=seconds + 60,
         ).stdout
     finally:
         os.unlink(f.name)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
-    p99 = int(re.search(r"P99 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
-    errors = int(re.search(r"ERR (\d+)", out).group(1)) + int(  # type: ignore[union-attr]
-        re.search(r"NON2XX (\d+)", out).group(1)
-    )  # type: ignore[union-attr]
-    total = int(rps * seconds)
+
+    def field(label: str) -> int:
+        found = re.search(rf"{label} (\d+)", out)
+        assert found is not None, out
+        return int(found.group(1))
+
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert found is not None, out
+    rps = float(found.group(1))
+    total = field("REQ")
     # wrk reports percentiles, not samples: keep them as a two-point distribution.
-    return _WrkResult(name, total, errors, seconds, (), p50, p99)
+    return _WrkResult(
+        name,
+        total,
+        field("ERR") + field("NON2XX"),
+        total / rps if rps else seconds,
+        (),
+        field("P50") / 1000,
+        field("P99") / 1000,
+    )
 
 
 @dataclass(frozen=True)

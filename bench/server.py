@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import uvicorn
-from litestar import get
+from litestar import get, post
 from litestar.params import FromPath
 
 from api.app import create_app
@@ -39,8 +39,54 @@ async def baseline(customer_id: FromPath[str]) -> BaselineRow:
     return BaselineRow(row["id"], row["external_id"], row["name"])
 
 
+class BaselineWrite(msgspec.Struct, kw_only=True):
+    customer_id: str
+    external_ref: str
+    priority: str
+    context: dict[str, Any] = {}
+
+
+class BaselineWritten(msgspec.Struct, frozen=True):
+    id: str
+    customer_id: str
+
+
+_WRITE_IDS = iter(range(1, 1 << 62))
+
+
+@post(
+    "/v1/bench/baseline-write",
+    operation_id="benchBaselineWrite",
+    opt=HELPDESK,
+    include_in_schema=False,
+)
+async def baseline_write(data: BaselineWrite) -> BaselineWritten:
+    """One INSERT through asyncpg of the decoded body (the yardstick of a database write)."""
+    pool = db.engine().pool
+    assert pool is not None
+    row_id = f"bw_{next(_WRITE_IDS)}_{id(_WRITE_IDS)}"
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO bench_write (id, customer_id, external_ref, priority, context)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            row_id,
+            data.customer_id,
+            data.external_ref,
+            data.priority,
+            msgspec.json.encode(data.context).decode(),
+        )
+    return BaselineWritten(row_id, data.customer_id)
+
+
+BASELINE_WRITE_DDL = (
+    "CREATE TABLE IF NOT EXISTS bench_write (id text PRIMARY KEY, customer_id text NOT NULL,"
+    " external_ref text NOT NULL, priority text NOT NULL, context jsonb NOT NULL,"
+    " created_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
 def app() -> Any:
-    return create_app(extra_routes=[baseline])
+    return create_app(extra_routes=[baseline, baseline_write])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from common.clock import utcnow
 from common.db import engine
 from common.errors import Busy, InvalidRequest, UpstreamUnavailable
 from common.ids import new_id
-from sla.calendar import InvalidSchedule, Schedule, country_holidays
 
 log = logging.getLogger("billing.customers")
 
@@ -43,20 +42,12 @@ def to_schema(row: Customer | dict[str, Any]) -> schemas.Customer:
 
 
 def _validate(data: schemas.CustomerCreate) -> None:
+    # The calendar's own rules (business hours, a holiday country) are the SLA engine's,
+    # checked at the API by ``sla.service.check_calendar``; a timezone is plain IANA.
     try:
         zoneinfo.ZoneInfo(data.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise InvalidRequest(f"unknown IANA timezone {data.timezone!r}", field="timezone") from None
-    if data.country is not None:
-        try:
-            country_holidays(data.country, [utcnow().year])
-        except InvalidSchedule as e:
-            raise InvalidRequest(str(e), field="country") from e
-    if data.business_hours is not None:
-        try:
-            Schedule.from_spec(data.timezone, data.business_hours)
-        except InvalidSchedule as e:
-            raise InvalidRequest(str(e), field="business_hours") from e
 
 
 def _same_request(row: Customer, data: schemas.CustomerCreate) -> bool:

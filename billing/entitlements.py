@@ -6,14 +6,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from billing import catalog, schemas
+from billing import catalog, entitlement_cache, schemas
 from billing.exceptions import CustomerNotFound
 from billing.tables import Customer, Subscription
-from common import outbox
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
 from common.money import Money
+from webhooks import outbox
 
 GRANTING = ("active", "trialing")
 
@@ -30,7 +30,9 @@ SELECT c.id AS customer_id, s.id AS subscription_id, s.plan_id, s.status,
        (SELECT coalesce(sum(l.delta), 0) FROM fast_track_ledger l
           JOIN fast_track_purchase p ON p.id = l.purchase_id
          WHERE l.customer_id = c.id AND l.created_at <= {now} AND p.expires_at > {now})
-         AS credits
+         AS credits,
+       (SELECT min(p.expires_at) FROM fast_track_purchase p
+         WHERE p.customer_id = c.id AND p.expires_at > {now}) AS next_expiry
 FROM customer c
 LEFT JOIN LATERAL (
     SELECT id, plan_id, status, current_period_start, current_period_end, past_due_since
@@ -125,7 +127,14 @@ async def standard_plan() -> schemas.Plan:
 
 
 async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.Entitlement:
+    """What the customer may expect at ``at`` (default now; then from the process's cache
+    when it holds a true answer, see ``billing.entitlement_cache``)."""
     now = utcnow()
+    cacheable = at is None and engine().current_transaction.get() is None
+    if cacheable:
+        cached = entitlement_cache.cache.get(customer_id, now)
+        if cached is not None:
+            return cached
     when = now if at is None else at.astimezone(UTC)
     historical = at is not None and (now - when) > timedelta(seconds=5)
     month_start, month_end = _month_bounds(when)
@@ -169,7 +178,7 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
         later = await _first_subscription_after(customer_id, when)
         if later is not None:
             basis += f"; its subscription began only at {_iso(later)}"
-    return schemas.Entitlement(
+    answer = schemas.Entitlement(
         customer_id=customer_id,
         at=when,
         tier=plan.code,
@@ -198,6 +207,10 @@ async def entitlement(customer_id: str, at: datetime | None = None) -> schemas.E
         credit_policy=plan.credit_policy if paid else None,
         basis=basis,
     )
+    if cacheable:
+        until = entitlement_cache.fresh_until(answer, state["next_expiry"], month_end)
+        entitlement_cache.cache.put(customer_id, answer, now, until)
+    return answer
 
 
 def _iso(at: datetime) -> str:
@@ -245,6 +258,7 @@ async def announce(
 
     Call it inside the transaction of the change: the event commits with it or not at all.
     """
+    entitlement_cache.cache.forget(customer_id)  # this process knows it changed; others hear
     await outbox.emit(
         "entitlement.updated",
         {

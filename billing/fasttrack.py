@@ -15,13 +15,14 @@ from billing.exceptions import (
 )
 from billing.stripe_gateway import gateway
 from billing.tables import FastTrackLedger, FastTrackPurchase
-from common import audit, leases, outbox
+from common import audit, leases
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
 from common.errors import Busy, Conflict, InvalidRequest, UpstreamUnavailable
 from common.ids import new_id
 from common.money import Money
+from webhooks import outbox
 
 log = logging.getLogger("billing.fasttrack")
 

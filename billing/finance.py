@@ -7,57 +7,15 @@ import io
 from datetime import datetime
 from typing import Any
 
-import msgspec
-
+from billing import schemas
 from billing.exceptions import InvoiceNotFound
 from billing.tables import CreditNote, Invoice
 from common.money import Money
 
 
-class InvoiceLine(msgspec.Struct, frozen=True):
-    description: str | None
-    amount: int
-
-
-class InvoiceView(msgspec.Struct, frozen=True):
-    id: str
-    stripe_invoice_id: str
-    customer_id: str | None
-    subscription_id: str | None
-    number: str | None
-    status: str
-    billing_reason: str | None
-    currency: str
-    subtotal: Money
-    tax: Money
-    total: Money
-    amount_paid: Money
-    amount_due: Money
-    period_start: datetime | None
-    period_end: datetime | None
-    created: datetime
-    finalized_at: datetime | None
-    paid_at: datetime | None
-    hosted_invoice_url: str | None
-    lines: list[InvoiceLine]
-
-
-class CreditNoteView(msgspec.Struct, frozen=True):
-    id: str
-    stripe_credit_note_id: str
-    stripe_invoice_id: str
-    customer_id: str | None
-    number: str | None
-    status: str
-    amount: Money
-    reason: str | None
-    memo: str | None
-    created: datetime
-
-
-def _invoice(r: dict[str, Any]) -> InvoiceView:
+def _invoice(r: dict[str, Any]) -> schemas.InvoiceView:
     c = r["currency"]
-    return InvoiceView(
+    return schemas.InvoiceView(
         id=r["id"],
         stripe_invoice_id=r["stripe_invoice_id"],
         customer_id=r["customer_id"],
@@ -78,7 +36,7 @@ def _invoice(r: dict[str, Any]) -> InvoiceView:
         paid_at=r["paid_at"],
         hosted_invoice_url=r["hosted_invoice_url"],
         lines=[
-            InvoiceLine(line.get("description"), int(line.get("amount") or 0))
+            schemas.InvoiceLine(line.get("description"), int(line.get("amount") or 0))
             for line in (r["lines"] or [])
         ],
     )
@@ -95,7 +53,7 @@ async def list_invoices(
     created_to: datetime | None,
     limit: int,
     starting_after: str | None,
-) -> tuple[list[InvoiceView], bool]:
+) -> tuple[list[schemas.InvoiceView], bool]:
     query = (
         Invoice.select(*_INVOICE_COLUMNS)
         .order_by(Invoice.id, ascending=False)
@@ -115,7 +73,7 @@ async def list_invoices(
     return [_invoice(r) for r in rows[:limit]], len(rows) > limit
 
 
-async def get_invoice(invoice_id: str) -> InvoiceView:
+async def get_invoice(invoice_id: str) -> schemas.InvoiceView:
     row = (
         await Invoice.select(*_INVOICE_COLUMNS)
         .where((Invoice.id == invoice_id) | (Invoice.stripe_invoice_id == invoice_id))
@@ -149,7 +107,7 @@ CSV_FIELDS = (
 )
 
 
-def to_csv(invoices: list[InvoiceView]) -> str:
+def to_csv(invoices: list[schemas.InvoiceView]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
@@ -168,7 +126,7 @@ def to_csv(invoices: list[InvoiceView]) -> str:
 
 async def list_credit_notes(
     customer_id: str | None, limit: int, starting_after: str | None
-) -> tuple[list[CreditNoteView], bool]:
+) -> tuple[list[schemas.CreditNoteView], bool]:
     query = CreditNote.objects().order_by(CreditNote.id, ascending=False).limit(limit + 1)
     if customer_id:
         query = query.where(CreditNote.customer_id == customer_id)
@@ -176,7 +134,7 @@ async def list_credit_notes(
         query = query.where(CreditNote.id < starting_after)
     rows = await query
     return [
-        CreditNoteView(
+        schemas.CreditNoteView(
             id=r.id,
             stripe_credit_note_id=r.stripe_credit_note_id,
             stripe_invoice_id=r.stripe_invoice_id,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from common.money import Currency, Money
-from common.schemas import NonNegativeInt32, RequestBody
+from common.schemas import AwareDatetime, NonNegativeInt32, RequestBody
 
 Priority = Literal["p1", "p2", "p3", "p4"]
 PRIORITIES: tuple[Priority, ...] = ("p1", "p2", "p3", "p4")
@@ -108,8 +108,17 @@ class Plan(msgspec.Struct, frozen=True):
 
 
 class CustomerCreate(RequestBody, kw_only=True):
-    external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    external_id: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=200,
+            description="The helpdesk's own id of the organisation; unique (a second create "
+            "with it is 409).",
+            examples=["org-42"],
+        ),
+    ]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, examples=["Acme GmbH"])]
     email: Annotated[
         str,
         msgspec.Meta(
@@ -117,13 +126,36 @@ class CustomerCreate(RequestBody, kw_only=True):
             max_length=320,
         ),
     ]
-    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
-    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] | None = None
-    # {"mon": ["09:00-17:00"], "tue": [...], ...}; missing days are closed
+    timezone: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=64,
+            description="IANA timezone of the customer's business hours.",
+            examples=["Europe/Berlin"],
+        ),
+    ] = "UTC"
+    country: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern="^[A-Z]{2}$",
+                description="ISO 3166 country whose public holidays are not business time.",
+                examples=["DE"],
+            ),
+        ]
+        | None
+    ) = None
     business_hours: (
         Annotated[
             dict[str, Annotated[list[Window], msgspec.Meta(max_length=12)]],
-            msgspec.Meta(max_length=7, extra_json_schema={"propertyNames": {"enum": WEEKDAYS}}),
+            msgspec.Meta(
+                max_length=7,
+                extra_json_schema={"propertyNames": {"enum": WEEKDAYS}},
+                description="Windows per weekday, several a day allowed; a missing day is "
+                "closed. Default: Monday to Friday 09:00-17:00.",
+                examples=[{"mon": ["09:00-12:00", "13:00-17:00"], "fri": ["09:00-15:00"]}],
+            ),
         ]
         | None
     ) = None
@@ -148,7 +180,14 @@ class Customer(msgspec.Struct, frozen=True):
 class SubscriptionCreate(RequestBody, kw_only=True):
     plan: PlanCode
     interval: Interval = "month"
-    mode: Literal["checkout", "charge_saved_method", "send_invoice"] = "checkout"
+    mode: Annotated[
+        Literal["checkout", "charge_saved_method", "send_invoice"],
+        msgspec.Meta(
+            description="`checkout`: returns a Stripe Checkout `checkout_url` for the customer; "
+            "`charge_saved_method`: charges the saved card now (402 when declined); "
+            "`send_invoice`: Stripe emails an invoice due in `days_until_due` days."
+        ),
+    ] = "checkout"
     success_url: HttpUrl | None = None
     cancel_url: HttpUrl | None = None
     days_until_due: Annotated[int, msgspec.Meta(ge=1, le=90)] = 30
@@ -208,8 +247,20 @@ class PortalSession(msgspec.Struct, frozen=True):
 
 
 class FastTrackPurchaseCreate(RequestBody, kw_only=True):
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
-    mode: Literal["checkout", "charge_saved_method"] = "checkout"
+    quantity: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=100, description="Fast-tracked incidents to buy (credits).", examples=[2]
+        ),
+    ]
+    mode: Annotated[
+        Literal["checkout", "charge_saved_method"],
+        msgspec.Meta(
+            description="`checkout`: a Checkout URL for the customer; `charge_saved_method`: "
+            "charge the card Stripe keeps for the customer now, off-session. Send an "
+            "`Idempotency-Key`: a retry then never charges twice."
+        ),
+    ] = "checkout"
     success_url: HttpUrl | None = None
     cancel_url: HttpUrl | None = None
 
@@ -233,8 +284,11 @@ class FastTrackPurchase(msgspec.Struct, frozen=True):
 
 
 class IncidentAllowance(msgspec.Struct, frozen=True):
-    included: int | None  # None: unlimited
-    used: int
+    included: Annotated[
+        int | None,
+        msgspec.Meta(description="Incidents the plan includes a period; null: no limit."),
+    ]
+    used: Annotated[int, msgspec.Meta(description="Incidents opened in the current period.")]
     remaining: int | None
 
 
@@ -250,12 +304,33 @@ class Entitlement(msgspec.Struct, frozen=True):
     """What a customer may expect at ``at`` (the API.md entitlement object)."""
 
     customer_id: str
-    at: datetime
-    tier: str
-    plan_version: int | None
-    subscription_status: str | None
-    valid_until: datetime | None
-    targets: dict[str, Target]
+    at: Annotated[datetime, msgspec.Meta(description="The instant this entitlement is for.")]
+    tier: Annotated[
+        str,
+        msgspec.Meta(
+            description="The plan in force (its code), or `standard` when no paid plan applies.",
+            examples=["business"],
+        ),
+    ]
+    plan_version: Annotated[int | None, msgspec.Meta(description="Null under `standard`.")]
+    subscription_status: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Stripe's status of the subscription; `active`, `trialing` and "
+            "`past_due` within the grace period grant the plan. Null when none."
+        ),
+    ]
+    valid_until: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="When this answer may change by itself: the period end, or the end of "
+            "a past_due grace period."
+        ),
+    ]
+    targets: Annotated[
+        dict[str, Target],
+        msgspec.Meta(description="First-response target and coverage per priority (p1 to p4)."),
+    ]
     incidents: IncidentAllowance
     fast_track: FastTrackEntitlement
     in_grace_period: bool = False
@@ -266,8 +341,13 @@ class Entitlement(msgspec.Struct, frozen=True):
     monthly_price: Money | None = None
     overage_price: Money | None = None
     credit_policy: CreditPolicy | None = None
-    # Why this tier applies, in a sentence ("business v3: subscription subs_… is active").
-    basis: str = ""
+    basis: Annotated[
+        str,
+        msgspec.Meta(
+            description="Why this tier applies, in a sentence.",
+            examples=["business v3: subscription subs_0mx4k3h8s5gtfvjjsretf90l8 is active"],
+        ),
+    ] = ""
 
 
 class IncidentClaim(msgspec.Struct, frozen=True):
@@ -296,3 +376,71 @@ class ServiceCreditOutcome(msgspec.Struct, frozen=True):
     attempts: int = 0
     last_error: str | None = None
     next_attempt_at: datetime | None = None
+
+
+# ---------------------------------------------------------------- finance (the Stripe mirror)
+
+
+class InvoiceLine(msgspec.Struct, frozen=True):
+    description: str | None
+    amount: int
+
+
+class InvoiceView(msgspec.Struct, frozen=True):
+    id: str
+    stripe_invoice_id: str
+    customer_id: str | None
+    subscription_id: str | None
+    number: str | None
+    status: str
+    billing_reason: str | None
+    currency: str
+    subtotal: Money
+    tax: Money
+    total: Money
+    amount_paid: Money
+    amount_due: Money
+    period_start: datetime | None
+    period_end: datetime | None
+    created: datetime
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    hosted_invoice_url: str | None
+    lines: list[InvoiceLine]
+
+
+class CreditNoteView(msgspec.Struct, frozen=True):
+    id: str
+    stripe_credit_note_id: str
+    stripe_invoice_id: str
+    customer_id: str | None
+    number: str | None
+    status: str
+    amount: Money
+    reason: str | None
+    memo: str | None
+    created: datetime
+
+
+# ---------------------------------------------------------------- requests on a customer's billing
+
+
+class SubscriptionChangeRequest(SubscriptionChange, kw_only=True):
+    """A change of plan or interval; ``proration_date`` is the preview's, to match it."""
+
+    proration_date: AwareDatetime | None = None
+
+
+class PortalRequest(RequestBody, kw_only=True):
+    return_url: HttpUrl | None = None
+
+
+class RefundRequest(RequestBody, kw_only=True):
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+
+
+class StripeWebhookAck(msgspec.Struct, frozen=True):
+    received: bool
+    duplicate: bool
+    id: str
+    dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)

@@ -1,13 +1,71 @@
-"""The billing use cases other packages call (the SLA engine, the API, the worker)."""
+"""Billing's public use cases: what the API, the SLA engine, the worker and the CLI call.
+
+Everything else in the package is internal; import-linter holds the other packages to
+this module (with ``billing.schemas`` and ``billing.exceptions`` for shapes and errors).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from billing import credits, customers, entitlements, schemas, usage
+from billing import (
+    catalog,
+    catchup,
+    credits,
+    customers,
+    entitlement_cache,
+    entitlements,
+    fasttrack,
+    finance,
+    inbox,
+    reservations,
+    schemas,
+    seed,
+    stripe_catalog,
+    stripe_gateway,
+    subscriptions,
+    usage,
+)
+
+# ---------------------------------------------------------------- the Stripe connection
+
+configure_stripe = stripe_gateway.configure_from_settings
+close_stripe = stripe_gateway.close
+
+# ---------------------------------------------------------------- plans
+
+list_plans = catalog.list_current
+create_plan = catalog.create_plan
+get_plan = catalog.get_plan
+new_plan_version = catalog.new_version
+seed_catalog = seed.seed_if_empty
+sync_catalog_to_stripe = stripe_catalog.sync_to_stripe
+
+# ---------------------------------------------------------------- customers
 
 create_customer = customers.create_customer
 get_customer = customers.get_customer
+find_customers = customers.find_by_external_id
+list_customers = customers.list_customers
+
+# ---------------------------------------------------------------- subscriptions
+
+create_subscription = subscriptions.create
+get_subscription = subscriptions.get_current
+preview_subscription_change = subscriptions.preview_change
+change_subscription = subscriptions.change
+cancel_subscription = subscriptions.cancel
+portal_url = subscriptions.portal_url
+
+# ---------------------------------------------------------------- fast-track
+
+buy_fast_track = fasttrack.purchase
+list_fast_track = fasttrack.list_purchases
+refund_fast_track = fasttrack.refund_unused
+refresh_fast_track = fasttrack.refresh
+expire_fast_track = fasttrack.expire_due
+
+# ---------------------------------------------------------------- entitlements and incidents
 
 
 async def get_entitlement(customer_id: str, at: datetime | None = None) -> schemas.Entitlement:
@@ -20,13 +78,34 @@ async def claim_incident(
     return await usage.claim_incident(customer_id, incident_id, opened_at, fast_track=fast_track)
 
 
-async def issue_breach_credit(incident_id: str) -> schemas.ServiceCreditOutcome:
-    return await credits.issue_breach_credit(incident_id)
+bill_overages = usage.bill_pending_overages
+# The API process keeps a cache of entitlements true by listening to PostgreSQL.
+start_entitlement_cache = entitlement_cache.start
+stop_entitlement_cache = entitlement_cache.stop
+announce_lapsed_grace = entitlements.announce_lapsed_grace
 
+# ---------------------------------------------------------------- service credits
 
-async def reissue_credit(credit_id: str) -> schemas.ServiceCreditOutcome:
-    return await credits.reissue(credit_id)
+issue_breach_credit = credits.issue_breach_credit
+reissue_credit = credits.reissue
+failed_credit_ids = credits.failed_ids
+get_credit = credits.get_credit
+list_credits = credits.list_credits
 
+# ---------------------------------------------------------------- Stripe events
 
-async def failed_credit_ids() -> list[str]:
-    return await credits.failed_ids()
+verify_stripe_delivery = inbox.verify
+store_stripe_event = inbox.store
+process_stripe_event = inbox.process
+pending_stripe_events = inbox.pending
+dead_stripe_events = inbox.dead
+mark_stripe_events_for_replay = inbox.mark_for_replay
+catch_up_stripe_events = catchup.catch_up
+expire_abandoned_reservations = reservations.expire_abandoned
+
+# ---------------------------------------------------------------- finance
+
+list_invoices = finance.list_invoices
+get_invoice = finance.get_invoice
+invoices_csv = finance.to_csv
+list_credit_notes = finance.list_credit_notes

@@ -6,7 +6,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from billing import catalog, customers, entitlements, ordering, reservations, schemas
+from billing import (
+    catalog,
+    customers,
+    entitlements,
+    ordering,
+    reservations,
+    schemas,
+    stripe_catalog,
+)
 from billing.exceptions import (
     PaymentDeclined,
     PlanNotFound,
@@ -58,7 +66,7 @@ async def _sellable(code: str, interval: str) -> tuple[schemas.Plan, str]:
         raise InvalidRequest(f"{code!r} is the free fallback tier; it is not sold", field="plan")
     price_id = plan.stripe_price_ids.get(interval)
     if price_id is None:
-        await catalog.sync_to_stripe()
+        await stripe_catalog.sync_to_stripe()
         plan = await catalog.get_plan(code)
         price_id = plan.stripe_price_ids.get(interval)
     if price_id is None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from billing import entitlements, fasttrack, schemas
+from billing import entitlement_cache, entitlements, fasttrack, schemas
 from billing.stripe_gateway import gateway
 from billing.tables import Customer, IncidentUsage, Subscription
 from common import audit
@@ -34,6 +34,7 @@ async def claim_incident(
             return msgspec.convert(existing.claim, schemas.IncidentClaim)
         # Serialise claims per customer: allowance and credits are counted, then spent.
         await Customer.raw("SELECT id FROM customer WHERE id = {} FOR UPDATE", customer_id)
+        entitlement_cache.cache.forget(customer_id)  # the count changes with this claim
         now = utcnow()
         ent = await entitlements.entitlement(customer_id, min(opened_at, now))
         purchase_id = None

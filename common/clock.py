@@ -28,8 +28,18 @@ def frozen(at: datetime) -> Iterator[None]:
         _now = previous
 
 
-def ensure_utc(value: datetime, *, field: str = "time") -> datetime:
-    """Reject naive datetimes and normalise aware ones to UTC."""
+def past_instant(value: datetime, *, field: str, now: datetime | None = None) -> datetime:
+    """An instant a request reports (``at``, ``opened_at``…): aware, not in the future; UTC.
+
+    Refusals are ``InvalidRequest`` naming ``field`` (422: well-formed, not acceptable).
+    """
+    from common.errors import InvalidRequest
+
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{field} must carry a timezone offset")
-    return value.astimezone(UTC)
+        raise InvalidRequest(f"{field} must carry a timezone offset (RFC 3339)", field=field)
+    at = value.astimezone(UTC)
+    now = now or utcnow()
+    if at > now:
+        shown = at.isoformat().replace("+00:00", "Z")
+        raise InvalidRequest(f"{field} {shown} is in the future", field=field)
+    return at

@@ -13,6 +13,9 @@ from urllib.parse import urlparse
 import msgspec
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+# Only lets tooling import piccolo_conf before a database is known; never connected to.
+UNCONFIGURED_DATABASE_URL: Final = "postgresql://localhost:5432/support_billing"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENVIRONMENTS: Final = ("development", "test", "production")
 # The dev-only Stripe emulator's key and webhook secret: public by design, refused in
@@ -56,6 +59,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sla_escalation_minutes: tuple[int, ...] = (0, 60, 240)
     webhook_retry_hours: int = 24
     stripe_catchup_seconds: int = 300
+
+    @property
+    def redis(self) -> str:
+        """The Redis URL in use (the launcher exports the embedded one when none is set)."""
+        return self.redis_url or DEFAULT_REDIS_URL
 
     @property
     def production(self) -> bool:
@@ -199,6 +207,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_hours=_int(env, "WEBHOOK_RETRY_HOURS", 24, minimum=1),
         stripe_catchup_seconds=_int(env, "STRIPE_CATCHUP_SECONDS", 300, minimum=5),
     )
+
+
+def engine_dsn() -> str:
+    """DATABASE_URL for piccolo_conf's engine, read when the engine is built.
+
+    The launcher exports the embedded server's URL before any table is used; the
+    fallback only lets tooling import piccolo_conf without a database.
+    """
+    return os.environ.get("DATABASE_URL") or UNCONFIGURED_DATABASE_URL
 
 
 @functools.cache

@@ -54,13 +54,19 @@ otherwise the deadline does not exist and :class:`OpenPause` is raised (it
 carries the pause start and the business time still owed).
 
 Performance: every schedule owns (shared between equal schedules) a cache of
-business intervals per UTC day as integer epoch-microsecond pairs; the walk
-touches no datetime objects.  24x7 without pauses is a single addition.
+business intervals per UTC day as integer epoch-microsecond pairs, and, once it
+is asked often, a *business clock* over a run of those days (grown on demand):
+the intervals as UTC datetimes with the business time before each.  Without pauses,
+a UTC start is answered by two binary searches and two datetime additions; the
+day-by-day walk answers everything else (pauses, other input zones, far-off
+years, schedules with a year or more without business time).  24x7 without
+pauses is a single addition.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -123,6 +129,17 @@ _MAX_UTC_DAY: Final = date(9999, 12, 29).toordinal() - _EPOCH_ORDINAL
 _MAX_EMPTY_DAYS: Final = 3660
 _OPEN: Final = 1 << 62  # end of an open pause, µs; beyond any datetime
 _CACHE_LIMIT: Final = 50_000  # cached days per schedule before the cache is reset
+# A schedule gets its business clock once it has answered this many deadlines by the
+# walk: building one costs what a few thousand warm answers save, so only schedules that
+# are asked often get one (a customer's one-off calendar never pays for it).
+_CLOCK_AFTER: Final = 64
+# The business clock first covers 64 days around the instant that made it worth
+# building and doubles towards whatever is asked beyond; at most ~55 years.
+_CLOCK_FIRST_DAYS: Final = 64
+_CLOCK_MAX_DAYS: Final = 20_000
+# A clock that meets this many consecutive days without business time gives the
+# question to the walk, which owns the "no business time for years" error.
+_CLOCK_MAX_EMPTY_DAYS: Final = 366
 
 
 class InvalidSchedule(ValueError):
@@ -551,6 +568,70 @@ def _offsets_for(key: str) -> _Offsets:
     return _Offsets(ZoneInfo(key))
 
 
+# --------------------------------------------------------------------- business clock
+
+
+class _Clock:
+    """The business time of one schedule over the UTC days ``[first_day, end_day)``.
+
+    ``starts[i]``/``ends[i]`` is the i-th business interval (aware UTC datetimes;
+    sorted, disjoint, never touching), ``done[i]`` the business time in
+    ``[lo, ends[i])``, and ``shift[i] = ends[i] - done[i]``.  The clock reads
+    ``x - shift[i]`` inside interval ``i`` and stands still at ``done[i]`` in the
+    gap after it, so adding ``need`` at ``t`` is: read the clock at ``t``, add
+    ``need``, find the first interval whose ``done`` reaches the sum, and map the
+    sum back with that interval's ``shift``.  Valid for instants in ``[lo, hi]``.
+    """
+
+    __slots__ = ("done", "end_day", "ends", "first_day", "hi", "lo", "shift", "starts")
+
+    def __init__(self, first_day: int, end_day: int, intervals: Sequence[tuple[int, int]]) -> None:
+        self.first_day = first_day
+        self.end_day = end_day
+        self.lo = _from_us(first_day * _DAY_US)
+        self.hi = _from_us(end_day * _DAY_US)
+        self.starts = [_from_us(a) for a, _ in intervals]
+        self.ends = [_from_us(b) for _, b in intervals]
+        self.done: list[timedelta] = []
+        self.shift: list[datetime] = []
+        total = timedelta(0)
+        for a, b in zip(self.starts, self.ends, strict=True):
+            total += b - a
+            self.done.append(total)
+            self.shift.append(b - total)
+
+    def reading(self, t: datetime) -> timedelta:
+        """Business time in ``[lo, t)``; ``lo <= t <= hi``."""
+        i = bisect_right(self.starts, t) - 1
+        if i < 0:
+            return timedelta(0)
+        if t < self.ends[i]:
+            return t - self.shift[i]
+        return self.done[i]
+
+
+def _build_clock(engine: _Engine, first_day: int, end_day: int) -> _Clock | None:
+    """The clock over ``[first_day, end_day)``; None if it meets a long run without business."""
+    intervals: list[tuple[int, int]] = []
+    empty = 0
+    for k in range(first_day, end_day):
+        day = engine.utc_days.get(k)
+        if day is None:
+            day = engine.utc_day(k)
+        if not day:
+            empty += 1
+            if empty >= _CLOCK_MAX_EMPTY_DAYS:
+                return None
+            continue
+        empty = 0
+        for a, b in day:
+            if intervals and intervals[-1][1] == a:  # e.g. a window across UTC midnight
+                intervals[-1] = (intervals[-1][0], b)
+            else:
+                intervals.append((a, b))
+    return _Clock(first_day, end_day, intervals)
+
+
 # ---------------------------------------------------------------------------- engine
 
 
@@ -559,6 +640,9 @@ class _Engine:
 
     __slots__ = (
         "always",
+        "asks",
+        "clock",
+        "clock_usable",
         "country",
         "custom",
         "offsets",
@@ -595,6 +679,10 @@ class _Engine:
         )
         # UTC day index -> business intervals in that UTC day, epoch µs, sorted, merged
         self.utc_days: dict[int, tuple[tuple[int, int], ...]] = {}
+        # Built on the first question; replaced (never mutated) when it grows.
+        self.clock: _Clock | None = None
+        self.clock_usable = True
+        self.asks = 0  # questions the walk answered before the clock was built
 
     def is_holiday(self, day: date) -> bool:
         if day in self.custom:
@@ -650,6 +738,78 @@ class _Engine:
             self.utc_days.clear()
         self.utc_days[k] = result
         return result
+
+    # -- the business clock (aware UTC datetimes) ------------------------------------
+
+    def clock_add(self, start: datetime, need: timedelta) -> datetime | None:
+        """Earliest x >= start with ``need`` (> 0) of business time in [start, x).
+
+        ``start`` is aware UTC.  None when the clock cannot answer (the walk will).
+        """
+        clock = self.clock
+        if clock is None and self.asks < _CLOCK_AFTER:
+            self.asks += 1
+            return None
+        while True:
+            if clock is not None and clock.lo <= start:
+                c = clock
+                i = bisect_right(c.starts, start) - 1
+                if i < 0:
+                    target = need
+                elif start < c.ends[i]:
+                    target = start - c.shift[i] + need
+                else:
+                    target = c.done[i] + need
+                j = bisect_left(c.done, target)
+                if j < len(c.done):
+                    return c.shift[j] + target
+            clock = self._grow_clock(start, clock)
+            if clock is None:
+                return None
+
+    def clock_between(self, s: datetime, e: datetime) -> timedelta | None:
+        """Business time in [s, e) (aware UTC, s < e); None when the clock cannot answer."""
+        clock = self.clock
+        if clock is None and self.asks < _CLOCK_AFTER:
+            self.asks += 1
+            return None
+        while True:
+            if clock is not None and clock.lo <= s and e <= clock.hi:
+                return clock.reading(e) - clock.reading(s)
+            clock = self._grow_clock(s, clock, e)
+            if clock is None:
+                return None
+
+    def _grow_clock(
+        self, start: datetime, clock: _Clock | None, until: datetime | None = None
+    ) -> _Clock | None:
+        """A clock that covers more of the days ``start`` needs (None: leave it to the walk)."""
+        if not self.clock_usable:
+            return None
+        k = (start - _EPOCH).days
+        if clock is None:
+            first, end = k - _CLOCK_FIRST_DAYS // 2, k + _CLOCK_FIRST_DAYS // 2
+        else:
+            first, end = clock.first_day, clock.end_day
+            span = end - first
+            if start < clock.lo:
+                first = min(k - 1, first - span)
+            else:  # the answer lies beyond the clock's end: double it
+                end = max(k + 2, end + span)
+        if until is not None:
+            end = max(end, (until - _EPOCH).days + 1)
+        first, end = max(first, _MIN_UTC_DAY), min(end, _MAX_UTC_DAY + 1)
+        if end - first > _CLOCK_MAX_DAYS or (
+            clock is not None and (first, end) == (clock.first_day, clock.end_day)
+        ):
+            return None
+        grown = _build_clock(self, first, end)
+        if grown is None:
+            self.clock_usable = False
+            self.clock = None
+            return None
+        self.clock = grown
+        return grown
 
     # -- walks (all in epoch µs) ---------------------------------------------------
 
@@ -800,6 +960,13 @@ def _from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+def _as_utc(dt: datetime, what: str) -> datetime:
+    """``dt`` as a plain aware-UTC datetime (as is when it already is one)."""
+    if dt.__class__ is datetime and dt.tzinfo is UTC:
+        return dt
+    return _from_us(_to_us(dt, what))
+
+
 def _prepare_pauses(pauses: Iterable[Pause]) -> list[tuple[int, int]]:
     """Sorted, merged ``[from, to)`` µs intervals; open pauses end at ``_OPEN``."""
     raw: list[tuple[int, int]] = []
@@ -823,6 +990,17 @@ def _prepare_pauses(pauses: Iterable[Pause]) -> list[tuple[int, int]]:
         else:
             merged.append((a, b))
     return merged
+
+
+_CLOCK_MAX_MINUTES: Final = _CLOCK_MAX_DAYS * 1440  # more can never fit in a clock
+_MINUTES: dict[int, timedelta] = {}  # targets are few: their timedeltas are kept
+
+
+def _minutes(n: int) -> timedelta:
+    if len(_MINUTES) >= 4096:
+        _MINUTES.clear()
+    need = _MINUTES[n] = timedelta(minutes=n)
+    return need
 
 
 def _check_minutes(minutes: int) -> None:
@@ -855,7 +1033,8 @@ def add_business_minutes(
       each other and non-business time.  An open pause (``to=None``) that begins
       before the deadline is reached raises :class:`OpenPause`.
     """
-    _check_minutes(minutes)
+    if minutes.__class__ is not int or minutes < 0:
+        _check_minutes(minutes)
     engine = None if schedule is None else _engine_of(schedule)
     if engine is None or engine.always:
         if not pauses:
@@ -866,6 +1045,19 @@ def add_business_minutes(
         if minutes == 0:
             return _from_us(t)
         return _from_us(_add_24x7_paused(t, minutes * _MINUTE_US, _prepare_pauses(pauses)))
+    if not pauses and 0 < minutes <= _CLOCK_MAX_MINUTES:
+        # (inline: this line is the hot path of every deadline)
+        utc = (
+            start
+            if start.__class__ is datetime and start.tzinfo is UTC
+            else _as_utc(start, "start")
+        )
+        need = _MINUTES.get(minutes)
+        if need is None:
+            need = _minutes(minutes)
+        due = engine.clock_add(utc, need)
+        if due is not None:
+            return due
     t = _to_us(start, "start")
     if minutes == 0:
         return _from_us(t)
@@ -902,6 +1094,13 @@ def business_time_between(
 
     Open pauses simply stop the count from their start onwards.
     """
+    if not pauses and schedule is not None and not _engine_of(schedule).always:
+        s_utc, e_utc = _as_utc(start, "start"), _as_utc(end, "end")
+        if e_utc <= s_utc:
+            return timedelta(0)
+        counted = _engine_of(schedule).clock_between(s_utc, e_utc)
+        if counted is not None:
+            return counted
     s = _to_us(start, "start")
     e = _to_us(end, "end")
     if e <= s:

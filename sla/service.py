@@ -17,7 +17,6 @@ import msgspec
 
 from billing import service as billing
 from billing.schemas import Customer, Entitlement
-from common import outbox
 from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
@@ -52,6 +51,7 @@ from sla.schemas import (
 )
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent as SlaEventRow
+from webhooks import outbox
 
 Row = dict[str, Any]
 
@@ -880,3 +880,48 @@ def _target(deadline: Deadline) -> EffectiveTarget:
         coverage=deadline.target.coverage,
         source=deadline.target.source,
     )
+
+
+# ---------------------------------------------------------------- service credits
+
+
+async def retry_credit(credit_id: str) -> SlaJob:
+    """Re-issue a failed service credit (admin): returns the job that pays it."""
+    from sla import enforcement
+
+    return await enforcement.retry_credit(credit_id)
+
+
+async def retry_credit_now(credit_id: str) -> str:
+    """Re-issue a failed service credit and pay it here and now (the CLI): what happened."""
+    from sla import enforcement
+
+    job = await enforcement.retry_credit(credit_id)
+    return (await enforcement.settle_credit(job.incident_id)).done
+
+
+# ---------------------------------------------------------------- calendars
+
+
+def check_calendar(
+    timezone: str, business_hours: dict[str, list[str]] | None, country: str | None
+) -> None:
+    """Refuse a customer calendar the engine could not count business time on."""
+    import zoneinfo
+
+    from sla.calendar import InvalidSchedule, country_holidays
+
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidCalendar(f"unknown IANA timezone {timezone!r}", field="timezone") from None
+    if country is not None:
+        try:
+            country_holidays(country, [utcnow().year])
+        except InvalidSchedule as e:
+            raise InvalidCalendar(str(e), field="country") from e
+    if business_hours is not None:
+        try:
+            Schedule.from_spec(timezone, business_hours)
+        except InvalidSchedule as e:
+            raise InvalidCalendar(str(e), field="business_hours") from e

@@ -7,7 +7,7 @@ from typing import Any
 
 from arq import cron
 
-from billing import catchup, entitlements, fasttrack, inbox, reservations, usage
+from billing import service as billing
 from common.config import get_settings
 from common.errors import UpstreamUnavailable
 from workers import queue
@@ -26,13 +26,13 @@ def _every(seconds: int) -> dict[str, Any]:
 
 @retry_on_outage
 async def process_stripe_event(ctx: dict[str, Any], event_id: str) -> str:
-    return await inbox.process(event_id)
+    return await billing.process_stripe_event(event_id)
 
 
 @retry_on_outage
 async def sweep_stripe_events(ctx: dict[str, Any]) -> int:
     """Re-enqueue stored events not yet applied (lost Redis, crashed worker)."""
-    pending = await inbox.pending()
+    pending = await billing.pending_stripe_events()
     for event_id, attempts in pending:
         # A fresh job id per attempt: arq keeps the failed first job's id for a while.
         await queue.enqueue_stripe_replay(ctx["redis"], event_id, str(attempts))
@@ -43,7 +43,7 @@ async def sweep_stripe_events(ctx: dict[str, Any]) -> int:
 async def catch_up_stripe_events(ctx: dict[str, Any]) -> int:
     """Pull events Stripe made whose webhook never came into the inbox, and apply them."""
     try:
-        result = await catchup.catch_up()
+        result = await billing.catch_up_stripe_events()
     except UpstreamUnavailable as e:  # Stripe away: the cursor stays, the next run goes on
         log.warning("Stripe event catch-up postponed: %s", e.detail)
         return 0
@@ -62,22 +62,22 @@ async def catch_up_at_start(ctx: dict[str, Any]) -> None:
 
 @retry_on_outage
 async def bill_overages(ctx: dict[str, Any]) -> int:
-    return await usage.bill_pending_overages()
+    return await billing.bill_overages()
 
 
 @retry_on_outage
 async def expire_fast_track(ctx: dict[str, Any]) -> int:
-    return await fasttrack.expire_due()
+    return await billing.expire_fast_track()
 
 
 @retry_on_outage
 async def expire_abandoned_reservations(ctx: dict[str, Any]) -> int:
-    return await reservations.expire_abandoned()
+    return await billing.expire_abandoned_reservations()
 
 
 @retry_on_outage
 async def announce_lapsed_grace(ctx: dict[str, Any]) -> int:
-    return await entitlements.announce_lapsed_grace()
+    return await billing.announce_lapsed_grace()
 
 
 FUNCTIONS: list[Any] = [

@@ -27,8 +27,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
-from billing.stripe_gateway import close as close_stripe
-from billing.stripe_gateway import configure_from_settings as configure_stripe
+from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue
@@ -280,7 +279,7 @@ async def serve(settings: Settings | None = None) -> None:
         application_name="support-billing-worker",
     )
     configure_stripe(settings)
-    redis = await queue.connect(settings.redis_url or "redis://127.0.0.1:6379/0", wait=False)
+    redis = await queue.connect(settings.redis, wait=False)
     health = Health()
     ctx: dict[str, Any] = {"settings": settings, "redis": redis, "health": health}
     workers = build_workers(settings, redis, ctx)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 
 import redis.exceptions
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job
+
+from sla.schemas import SlaJob
 
 log = logging.getLogger("workers.queue")
 
@@ -258,6 +260,13 @@ async def enqueue_sla_jobs(
             argv += [job_id, score, score - now + redis.expires_extra_ms, payload]
         queued += int(await script(keys=keys, args=argv))
     return queued
+
+
+async def schedule_sla_jobs(redis: ArqRedis, jobs: Iterable[SlaJob]) -> None:
+    """Enqueue the follow-ups an SLA change returned (after its transaction committed)."""
+    batch: list[tuple[str, str, datetime]] = [(j.kind, j.incident_id, j.at) for j in jobs]
+    if batch:
+        await enqueue_sla_jobs(redis, batch)
 
 
 async def enqueue_sla_sweep(redis: ArqRedis, token: str) -> Job | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from billing.stripe_gateway import close as close_stripe
-from billing.stripe_gateway import configure_from_settings as configure_stripe
+from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import configure_logging, get_settings
 
@@ -16,7 +15,11 @@ log = logging.getLogger("workers")
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(settings)
-    await db.open_pool(max_size=10)
+    await db.open_pool(
+        max_size=settings.worker_database_pool_size,
+        acquire_timeout=settings.database_acquire_timeout_seconds,
+        application_name="support-billing-worker",
+    )
     configure_stripe(settings)
     ctx["settings"] = settings
     log.info("worker started", extra={"queue": "support-billing"})

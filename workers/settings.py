@@ -7,11 +7,11 @@ deliveries, overage billing). ``workers.process`` runs a worker for each in one 
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
 
+from common.config import get_settings
 from workers import billing_jobs, jobs, runtime, sla_jobs, webhook_jobs
 from workers.queue import QUEUE_NAME, redis_settings
 
@@ -44,7 +44,7 @@ CRON_JOBS: list[Any] = [*DEADLINE_CRON_JOBS, *BULK_CRON_JOBS]
 
 
 def _redis() -> RedisSettings:
-    return redis_settings(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return redis_settings(get_settings().redis)
 
 
 class WorkerSettings:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from arq import cron
-from arq.connections import ArqRedis
 from arq.worker import Retry
 
 from common.clock import utcnow
@@ -16,7 +14,7 @@ from common.config import get_settings
 from common.errors import UpstreamUnavailable
 from sla import enforcement
 from sla.enforcement import Check
-from sla.schemas import JobKind, SlaJob
+from sla.schemas import JobKind
 from workers import queue
 from workers.jobs import retry_on_outage
 
@@ -26,11 +24,7 @@ log = logging.getLogger("workers.sla")
 CREDIT_RETRY = timedelta(seconds=30)
 
 
-async def schedule(redis: ArqRedis, jobs: Iterable[SlaJob]) -> None:
-    """Enqueue the follow-ups an SLA change returned (after its transaction committed)."""
-    batch: list[tuple[str, str, datetime]] = [(j.kind, j.incident_id, j.at) for j in jobs]
-    if batch:
-        await queue.enqueue_sla_jobs(redis, batch)
+schedule = queue.schedule_sla_jobs
 
 
 async def _finish(ctx: dict[str, Any], check: Check) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 from arq import cron
 
-from common import webhooks
 from common.config import Settings, get_settings
+from webhooks import service
 from workers import queue
 from workers.jobs import retry_on_outage
 
@@ -27,8 +27,8 @@ async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
     The database is the truth: deliveries whose jobs Redis lost are found here again.
     """
     settings = _settings(ctx)
-    dispatched = await webhooks.dispatch_pending(retry_hours=settings.webhook_retry_hours)
-    due = await webhooks.due_deliveries()
+    dispatched = await service.dispatch_pending(retry_hours=settings.webhook_retry_hours)
+    due = await service.due_deliveries()
     for delivery in due:
         await queue.enqueue_webhook_delivery(ctx["redis"], delivery.id, delivery.due_at)
     if dispatched or due:
@@ -39,7 +39,7 @@ async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
 @retry_on_outage
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> bool:
     """One attempt of one delivery; schedules the next attempt when this one failed."""
-    next_at = await webhooks.attempt_delivery(delivery_id, block_internal=_settings(ctx).production)
+    next_at = await service.attempt_delivery(delivery_id, block_internal=_settings(ctx).production)
     if next_at is not None:
         await queue.enqueue_webhook_delivery(ctx["redis"], delivery_id, next_at, deferred=True)
     return next_at is None

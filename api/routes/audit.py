@@ -25,6 +25,9 @@ class AuditLogController(Controller):
         entity_id: FromQuery[str | None] = None,
         action: FromQuery[str | None] = None,
     ) -> Page[audit.AuditEntry]:
+        """Every change of money, plan or entitlement, newest first: who (the API key, the
+        CLI, Stripe's event), what, when, and the state before and after. Filter by the
+        changed entity or the action."""
         entries, more = await audit.list_entries(
             limit=limit, starting_after=starting_after, entity_id=entity_id, action=action
         )

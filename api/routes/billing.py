@@ -1,5 +1,6 @@
 """HTTP routes of the billing capability: plans, customers, subscriptions, fast-track,
-entitlements, the Stripe webhook inbox and the finance views."""
+entitlements, the Stripe webhook inbox and the finance views. Each controller is a
+resource: its path, tags and roles are said once; each handler is a call and a return."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
@@ -17,455 +17,22 @@ from litestar.types import ControllerRouterHandler
 from api.auth import ADMIN, ANY_ROLE, FINANCE, HELPDESK, HELPDESK_OR_FINANCE, PUBLIC
 from api.middleware import request_key
 from api.pagination import Limit, Page
-from billing import (
-    catalog,
-    credits,
-    customers,
-    entitlements,
-    fasttrack,
-    finance,
-    inbox,
-    schemas,
-    subscriptions,
-)
-from common.clock import utcnow
+from billing import schemas
+from billing import service as billing
+from common.clock import past_instant
 from common.config import Settings
 from common.errors import InvalidRequest
-from common.schemas import INT32_MAX, AwareDatetime, RequestBody
-from sla import enforcement
+from common.schemas import INT32_MAX
+from sla import service as sla
 from workers import queue
-from workers.sla_jobs import schedule
 
 CreditStatus = Literal["pending", "issued", "skipped", "failed"]
-
-# ---------------------------------------------------------------- plans
-
-
-@get(
-    "/v1/plans",
-    operation_id="listPlans",
-    tags=["plans"],
-    opt=ANY_ROLE,
-    summary="Current plan versions, with targets per priority and prices",
-)
-async def list_plans() -> Page[schemas.Plan]:
-    return Page(data=await catalog.list_current(), has_more=False)
-
-
-@post(
-    "/v1/plans",
-    operation_id="createPlan",
-    tags=["plans"],
-    opt=ADMIN,
-    summary="Create a plan (its first version)",
-)
-async def create_plan(data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
-    return await catalog.create_plan(data)
-
-
-@get(
-    "/v1/plans/{code:str}",
-    operation_id="getPlan",
-    tags=["plans"],
-    opt=ANY_ROLE,
-    summary="One plan: the current version, or ?version=",
-)
-async def get_plan(
-    code: FromPath[str],
-    version: Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX)] = None,
-) -> schemas.Plan:
-    return await catalog.get_plan(code, version)
-
-
-@patch(
-    "/v1/plans/{code:str}",
-    operation_id="updatePlan",
-    tags=["plans"],
-    opt=ADMIN,
-    summary="Make a new version of the plan; subscribers stay on theirs",
-)
-async def update_plan(code: FromPath[str], data: JSONBody[schemas.PlanUpdate]) -> schemas.Plan:
-    return await catalog.new_version(code, data)
-
-
-# ---------------------------------------------------------------- customers
-
-
-@post(
-    "/v1/customers",
-    operation_id="createCustomer",
-    tags=["customers"],
-    opt=ADMIN,
-    summary="Create a customer here and in Stripe",
-)
-async def create_customer(
-    request: Request[Any, Any, State], data: JSONBody[schemas.CustomerCreate]
-) -> schemas.Customer:
-    return await customers.create_customer(data, request_key(request.scope))
-
-
-@get(
-    "/v1/customers",
-    operation_id="listCustomers",
-    tags=["customers"],
-    opt=HELPDESK,
-    summary="Customers; ?external_id= looks one up by the helpdesk's own id",
-)
-async def list_customers(
-    external_id: FromQuery[str | None] = None,
-    limit: Limit = 20,
-    starting_after: FromQuery[str | None] = None,
-) -> Page[schemas.Customer]:
-    if external_id is not None:
-        return Page(data=await customers.find_by_external_id(external_id), has_more=False)
-    found, more = await customers.list_customers(limit, starting_after)
-    return Page(data=found, has_more=more)
-
-
-@get(
-    "/v1/customers/{customer_id:str}",
-    operation_id="getCustomer",
-    tags=["customers"],
-    opt=HELPDESK,
-    summary="One customer",
-)
-async def get_customer(customer_id: FromPath[str]) -> schemas.Customer:
-    return await customers.get_customer(customer_id)
-
-
-# ---------------------------------------------------------------- subscriptions
-
-
-@post(
-    "/v1/customers/{customer_id:str}/subscription",
-    operation_id="createSubscription",
-    tags=["subscriptions"],
-    opt=ADMIN,
-    summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing",
-)
-async def create_subscription(
-    request: Request[Any, Any, State],
-    customer_id: FromPath[str],
-    data: JSONBody[schemas.SubscriptionCreate],
-) -> schemas.SubscriptionCreated:
-    return await subscriptions.create(customer_id, data, request_key(request.scope))
-
-
-@get(
-    "/v1/customers/{customer_id:str}/subscription",
-    operation_id="getSubscription",
-    tags=["subscriptions"],
-    opt=HELPDESK_OR_FINANCE,
-    summary="The current subscription",
-)
-async def get_subscription(customer_id: FromPath[str]) -> schemas.Subscription:
-    return await subscriptions.get_current(customer_id)
-
-
-class ChangeRequest(schemas.SubscriptionChange, kw_only=True):
-    proration_date: AwareDatetime | None = None
-
-
-@post(
-    "/v1/customers/{customer_id:str}/subscription/preview",
-    operation_id="previewSubscriptionChange",
-    tags=["subscriptions"],
-    opt=ADMIN,
-    status_code=HTTP_200_OK,
-    summary="Proration preview of a plan or interval change (Stripe's create-preview)",
-)
-async def preview_subscription_change(
-    customer_id: FromPath[str], data: JSONBody[ChangeRequest]
-) -> schemas.ProrationPreview:
-    change = schemas.SubscriptionChange(plan=data.plan, interval=data.interval)
-    return await subscriptions.preview_change(customer_id, change, _past(data.proration_date))
-
-
-@patch(
-    "/v1/customers/{customer_id:str}/subscription",
-    operation_id="changeSubscription",
-    tags=["subscriptions"],
-    opt=ADMIN,
-    summary="Change plan or interval, prorated; pass the preview's proration_date to match it",
-)
-async def change_subscription(
-    customer_id: FromPath[str], data: JSONBody[ChangeRequest]
-) -> schemas.Subscription:
-    change = schemas.SubscriptionChange(plan=data.plan, interval=data.interval)
-    return await subscriptions.change(customer_id, change, _past(data.proration_date))
-
-
-@delete(
-    "/v1/customers/{customer_id:str}/subscription",
-    operation_id="cancelSubscription",
-    tags=["subscriptions"],
-    opt=ADMIN,
-    status_code=HTTP_200_OK,
-    summary="Cancel at period end (default) or now (?at_period_end=false)",
-)
-async def cancel_subscription(
-    customer_id: FromPath[str], at_period_end: FromQuery[bool] = True
-) -> schemas.Subscription:
-    return await subscriptions.cancel(customer_id, at_period_end)
-
-
-class PortalRequest(RequestBody, kw_only=True):
-    return_url: schemas.HttpUrl | None = None
-
-
-@post(
-    "/v1/customers/{customer_id:str}/portal-session",
-    operation_id="createPortalSession",
-    tags=["subscriptions"],
-    opt=ADMIN,
-    summary="A Stripe customer-portal URL (card, invoices, cancel)",
-)
-async def create_portal_session(
-    customer_id: FromPath[str], data: JSONBody[PortalRequest]
-) -> schemas.PortalSession:
-    return await subscriptions.portal_url(customer_id, data.return_url)
-
-
-# ---------------------------------------------------------------- fast-track and entitlements
-
-
-@post(
-    "/v1/customers/{customer_id:str}/fast-track-purchases",
-    operation_id="buyFastTrack",
-    tags=["fast-track"],
-    opt=HELPDESK,
-    summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card",
-)
-async def buy_fast_track(
-    request: Request[Any, Any, State],
-    customer_id: FromPath[str],
-    data: JSONBody[schemas.FastTrackPurchaseCreate],
-) -> schemas.FastTrackPurchase:
-    return await fasttrack.purchase(customer_id, data, request_key(request.scope))
-
-
-@get(
-    "/v1/customers/{customer_id:str}/fast-track-purchases",
-    operation_id="listFastTrack",
-    tags=["fast-track"],
-    opt=HELPDESK_OR_FINANCE,
-    summary="The customer's purchases",
-)
-async def list_fast_track(customer_id: FromPath[str]) -> Page[schemas.FastTrackPurchase]:
-    return Page(data=await fasttrack.list_purchases(customer_id), has_more=False)
-
-
-class RefundRequest(RequestBody, kw_only=True):
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
-
-
-@post(
-    "/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refund",
-    operation_id="refundFastTrack",
-    tags=["fast-track"],
-    opt=ADMIN,
-    status_code=HTTP_200_OK,
-    summary="Refund unused credits of a purchase through Stripe",
-)
-async def refund_fast_track(
-    customer_id: FromPath[str], purchase_id: FromPath[str], data: JSONBody[RefundRequest]
-) -> schemas.FastTrackPurchase:
-    return await fasttrack.refund_unused(customer_id, purchase_id, data.quantity)
-
-
-@post(
-    "/v1/customers/{customer_id:str}/fast-track-purchases/{purchase_id:str}/refresh",
-    operation_id="refreshFastTrack",
-    tags=["fast-track"],
-    opt=HELPDESK,
-    status_code=HTTP_200_OK,
-    summary="Re-read a purchase from Stripe (after the customer returns from Checkout)",
-)
-async def refresh_fast_track(
-    customer_id: FromPath[str], purchase_id: FromPath[str]
-) -> schemas.FastTrackPurchase:
-    return await fasttrack.refresh(customer_id, purchase_id)
+From = Annotated[datetime | None, QueryParameter(name="from")]
+To = Annotated[datetime | None, QueryParameter(name="to")]
 
 
 def _past(at: datetime | None, field: str = "at") -> datetime | None:
-    if at is None:
-        return None
-    if at.tzinfo is None:
-        raise InvalidRequest(f"{field} must carry a timezone offset (RFC 3339)", field=field)
-    if at > utcnow():
-        raise InvalidRequest(f"{field} must not be in the future", field=field)
-    return at
-
-
-@get(
-    "/v1/customers/{customer_id:str}/entitlements",
-    operation_id="getEntitlement",
-    tags=["entitlements"],
-    opt=HELPDESK,
-    summary="What the customer is entitled to now, or at a past ?at= (disputes)",
-)
-async def get_entitlement(
-    customer_id: FromPath[str], at: FromQuery[datetime | None] = None
-) -> schemas.Entitlement:
-    return await entitlements.entitlement(customer_id, _past(at))
-
-
-# ---------------------------------------------------------------- Stripe webhook inbox
-
-
-class WebhookAck(msgspec.Struct, frozen=True):
-    received: bool
-    duplicate: bool
-    id: str
-    dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)
-
-
-@post(
-    "/v1/stripe/webhook",
-    operation_id="stripeWebhook",
-    tags=["stripe"],
-    security=[{}],
-    opt=PUBLIC,
-    status_code=HTTP_200_OK,
-    summary="Inbound Stripe events (signature-verified)",
-)
-async def stripe_webhook(request: Request[Any, Any, Any], state: State) -> WebhookAck:
-    settings: Settings = state.settings
-    secret = settings.webhook_secret
-    payload = await request.body()
-    inbound = inbox.verify(payload, request.headers.get("stripe-signature"), secret)
-    fresh = await inbox.store(inbound)
-    if fresh and inbound.problem is None:
-        await queue.after_commit(
-            queue.enqueue_stripe_event(state.redis, inbound.id), "the Stripe event"
-        )
-    # A signed event that cannot be applied is kept dead and still answered 2xx: Stripe
-    # would otherwise redeliver it for days, failing the same way each time.
-    return WebhookAck(
-        received=True, duplicate=not fresh, id=inbound.id, dead=inbound.problem is not None
-    )
-
-
-# Stored as sent and verified on the exact bytes: the input boundary checks only size.
-RAW_BODY_PATHS = frozenset({"/v1/stripe/webhook"})
-
-
-# ---------------------------------------------------------------- finance
-
-
-@get(
-    "/v1/service-credits",
-    operation_id="listServiceCredits",
-    tags=["finance"],
-    opt=FINANCE,
-    summary="Service credits paid (or skipped) for breached incidents",
-)
-async def list_service_credits(
-    customer_id: FromQuery[str | None] = None,
-    status: FromQuery[CreditStatus | None] = None,
-    limit: Limit = 20,
-    starting_after: FromQuery[str | None] = None,
-) -> Page[schemas.ServiceCreditOutcome]:
-    found, more = await credits.list_credits(customer_id, limit, starting_after, status)
-    return Page(data=found, has_more=more)
-
-
-@post(
-    "/v1/service-credits/{credit_id:str}/retry",
-    operation_id="retryServiceCredit",
-    tags=["finance"],
-    opt=ADMIN,
-    status_code=202,
-    summary="Re-issue a failed service credit (Stripe refused it past the retry policy)",
-)
-async def retry_service_credit(
-    state: State, credit_id: FromPath[str]
-) -> schemas.ServiceCreditOutcome:
-    job = await enforcement.retry_credit(credit_id)
-    await queue.after_commit(schedule(state.redis, [job]), "the service credit")
-    return await credits.get_credit(credit_id)
-
-
-@get(
-    "/v1/invoices",
-    operation_id="listInvoices",
-    tags=["finance"],
-    opt=FINANCE,
-    summary="The invoice mirror; filter by customer, status and creation time",
-)
-async def list_invoices(
-    customer_id: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
-    created_from: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    created_to: Annotated[datetime | None, QueryParameter(name="to")] = None,
-    limit: Limit = 20,
-    starting_after: FromQuery[str | None] = None,
-) -> Page[finance.InvoiceView]:
-    found, more = await finance.list_invoices(
-        customer_id=customer_id,
-        status=status,
-        created_from=_aware(created_from, "from"),
-        created_to=_aware(created_to, "to"),
-        limit=limit,
-        starting_after=starting_after,
-    )
-    return Page(data=found, has_more=more)
-
-
-@get(
-    "/v1/invoices/export.csv",
-    operation_id="exportInvoices",
-    tags=["finance"],
-    opt=FINANCE,
-    summary="The same filters, as CSV (amounts in minor units)",
-    media_type="text/csv",
-)
-async def export_invoices(
-    customer_id: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
-    created_from: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    created_to: Annotated[datetime | None, QueryParameter(name="to")] = None,
-) -> Response[str]:
-    found, _ = await finance.list_invoices(
-        customer_id=customer_id,
-        status=status,
-        created_from=_aware(created_from, "from"),
-        created_to=_aware(created_to, "to"),
-        limit=100_000,
-        starting_after=None,
-    )
-    return Response(
-        finance.to_csv(found),
-        media_type="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="invoices.csv"'},
-    )
-
-
-@get(
-    "/v1/invoices/{invoice_id:str}",
-    operation_id="getInvoice",
-    tags=["finance"],
-    opt=FINANCE,
-    summary="One invoice (our id or Stripe's)",
-)
-async def get_invoice(invoice_id: FromPath[str]) -> finance.InvoiceView:
-    return await finance.get_invoice(invoice_id)
-
-
-@get(
-    "/v1/credit-notes",
-    operation_id="listCreditNotes",
-    tags=["finance"],
-    opt=FINANCE,
-    summary="Credit notes mirrored from Stripe",
-)
-async def list_credit_notes(
-    customer_id: FromQuery[str | None] = None,
-    limit: Limit = 20,
-    starting_after: FromQuery[str | None] = None,
-) -> Page[finance.CreditNoteView]:
-    found, more = await finance.list_credit_notes(customer_id, limit, starting_after)
-    return Page(data=found, has_more=more)
+    return None if at is None else past_instant(at, field=field)
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
@@ -474,30 +41,402 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
     return value
 
 
+class PlanController(Controller):
+    path = "/v1/plans"
+    tags = ["plans"]
+    opt = ANY_ROLE
+
+    @get(operation_id="listPlans", summary="Current plan versions, with targets and prices")
+    async def list_plans(self) -> Page[schemas.Plan]:
+        """The plans on sale now, each at its current version: prices per interval, the
+        first-response target of each priority, included incidents, the fast-track price and
+        the service-credit policy. Any role."""
+        return Page(data=await billing.list_plans(), has_more=False)
+
+    @post(operation_id="createPlan", opt=ADMIN, summary="Create a plan (its first version)")
+    async def create_plan(self, data: JSONBody[schemas.PlanCreate]) -> schemas.Plan:
+        """Create a plan (version 1). Its Stripe Product and Prices (lookup keys
+        `<plan>_v<version>_<interval>`) are made when it is first sold. 409 when the code is
+        taken."""
+        return await billing.create_plan(data)
+
+    @get(
+        "/{code:str}", operation_id="getPlan", summary="One plan: the current version, or ?version="
+    )
+    async def get_plan(
+        self,
+        code: FromPath[str],
+        version: Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX)] = None,
+    ) -> schemas.Plan:
+        """One plan at its current version, or at `?version=` (subscribers keep the version
+        they subscribed to). 404 for an unknown code or version."""
+        return await billing.get_plan(code, version)
+
+    @patch(
+        "/{code:str}",
+        operation_id="updatePlan",
+        opt=ADMIN,
+        summary="Make a new version of the plan; subscribers stay on theirs",
+    )
+    async def update_plan(
+        self, code: FromPath[str], data: JSONBody[schemas.PlanUpdate]
+    ) -> schemas.Plan:
+        """Make the next version of the plan with these fields changed (the rest carried
+        over). Existing subscribers stay on their version until they change plan."""
+        return await billing.new_plan_version(code, data)
+
+
+class CustomerController(Controller):
+    path = "/v1/customers"
+    tags = ["customers"]
+    opt = HELPDESK
+
+    @post(operation_id="createCustomer", opt=ADMIN, summary="Create a customer here and in Stripe")
+    async def create_customer(
+        self, request: Request[Any, Any, State], data: JSONBody[schemas.CustomerCreate]
+    ) -> schemas.Customer:
+        """Create the customer here and in Stripe, once per `external_id`: a concurrent or
+        repeated create is 409, and a retry after a 503 finishes the same Stripe customer.
+        Its timezone, business hours and country are the SLA calendar (422 when unusable)."""
+        sla.check_calendar(data.timezone, data.business_hours, data.country)
+        return await billing.create_customer(data, request_key(request.scope))
+
+    @get(
+        operation_id="listCustomers",
+        summary="Customers; ?external_id= looks one up by the helpdesk's own id",
+    )
+    async def list_customers(
+        self,
+        external_id: FromQuery[str | None] = None,
+        limit: Limit = 20,
+        starting_after: FromQuery[str | None] = None,
+    ) -> Page[schemas.Customer]:
+        """Customers in creation order (keyset pages), or the one with `?external_id=`: how a
+        helpdesk finds its organisation's customer id."""
+        if external_id is not None:
+            return Page(data=await billing.find_customers(external_id), has_more=False)
+        found, more = await billing.list_customers(limit, starting_after)
+        return Page(data=found, has_more=more)
+
+    @get("/{customer_id:str}", operation_id="getCustomer", summary="One customer")
+    async def get_customer(self, customer_id: FromPath[str]) -> schemas.Customer:
+        """One customer, with whether Stripe keeps a card for off-session charges."""
+        return await billing.get_customer(customer_id)
+
+    @get(
+        "/{customer_id:str}/entitlements",
+        operation_id="getEntitlement",
+        tags=["entitlements"],
+        summary="What the customer is entitled to now, or at a past ?at= (disputes)",
+    )
+    async def get_entitlement(
+        self, customer_id: FromPath[str], at: FromQuery[datetime | None] = None
+    ) -> schemas.Entitlement:
+        """What the customer may expect now: the tier (plan or `standard`) and why (`basis`),
+        the target of each priority, the incidents left this period and the fast-track credits
+        and price. `?at=` answers for a past instant from the subscription history (disputes);
+        a future one is 422."""
+        return await billing.get_entitlement(customer_id, _past(at))
+
+    @post(
+        "/{customer_id:str}/portal-session",
+        operation_id="createPortalSession",
+        tags=["subscriptions"],
+        opt=ADMIN,
+        summary="A Stripe customer-portal URL (card, invoices, cancel)",
+    )
+    async def create_portal_session(
+        self, customer_id: FromPath[str], data: JSONBody[schemas.PortalRequest]
+    ) -> schemas.PortalSession:
+        """A Stripe customer-portal URL where the customer updates the card, reads invoices
+        or cancels."""
+        return await billing.portal_url(customer_id, data.return_url)
+
+
+class SubscriptionController(Controller):
+    path = "/v1/customers/{customer_id:str}/subscription"
+    tags = ["subscriptions"]
+    opt = ADMIN
+
+    @post(
+        operation_id="createSubscription",
+        summary="Subscribe: Checkout (returns checkout_url), a saved card, or invoicing",
+    )
+    async def create_subscription(
+        self,
+        request: Request[Any, Any, State],
+        customer_id: FromPath[str],
+        data: JSONBody[schemas.SubscriptionCreate],
+    ) -> schemas.SubscriptionCreated:
+        """Subscribe the customer to a plan. One create per customer reaches Stripe at a
+        time (a concurrent one is 409 with `Retry-After`); 409 when a subscription is already
+        live (change it with PATCH). With `mode=checkout` the answer carries `checkout_url`
+        and the subscription turns `active` when Stripe's webhook reports the payment."""
+        return await billing.create_subscription(customer_id, data, request_key(request.scope))
+
+    @get(
+        operation_id="getSubscription", opt=HELPDESK_OR_FINANCE, summary="The current subscription"
+    )
+    async def get_subscription(self, customer_id: FromPath[str]) -> schemas.Subscription:
+        """The customer's live subscription, else its latest one; 404 when it never had one."""
+        return await billing.get_subscription(customer_id)
+
+    @post(
+        "/preview",
+        operation_id="previewSubscriptionChange",
+        status_code=HTTP_200_OK,
+        summary="Proration preview of a plan or interval change (Stripe's create-preview)",
+    )
+    async def preview_change(
+        self, customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionChangeRequest]
+    ) -> schemas.ProrationPreview:
+        """What a change of plan or interval would cost now (Stripe's create-preview): the
+        proration lines and the amount due. Pass its `proration_date` to PATCH to be charged
+        exactly this."""
+        change = schemas.SubscriptionChange(plan=data.plan, interval=data.interval)
+        return await billing.preview_subscription_change(
+            customer_id, change, _past(data.proration_date, "proration_date")
+        )
+
+    @patch(
+        operation_id="changeSubscription",
+        summary="Change plan or interval, prorated; pass the preview's proration_date to match it",
+    )
+    async def change(
+        self, customer_id: FromPath[str], data: JSONBody[schemas.SubscriptionChangeRequest]
+    ) -> schemas.Subscription:
+        """Change plan or interval, prorated and invoiced at once; a change of interval
+        starts a new period. 409 when the subscription is not live."""
+        change = schemas.SubscriptionChange(plan=data.plan, interval=data.interval)
+        return await billing.change_subscription(
+            customer_id, change, _past(data.proration_date, "proration_date")
+        )
+
+    @delete(
+        operation_id="cancelSubscription",
+        status_code=HTTP_200_OK,
+        summary="Cancel at period end (default) or now (?at_period_end=false)",
+    )
+    async def cancel(
+        self, customer_id: FromPath[str], at_period_end: FromQuery[bool] = True
+    ) -> schemas.Subscription:
+        """Cancel at the end of the period (the plan holds until then), or at once with
+        `?at_period_end=false`."""
+        return await billing.cancel_subscription(customer_id, at_period_end)
+
+
+class FastTrackController(Controller):
+    path = "/v1/customers/{customer_id:str}/fast-track-purchases"
+    tags = ["fast-track"]
+    opt = HELPDESK
+
+    @post(
+        operation_id="buyFastTrack",
+        summary="Buy fast-tracked incidents: Checkout (checkout_url) or the saved card",
+    )
+    async def buy(
+        self,
+        request: Request[Any, Any, State],
+        customer_id: FromPath[str],
+        data: JSONBody[schemas.FastTrackPurchaseCreate],
+    ) -> schemas.FastTrackPurchase:
+        """Buy fast-track credits at the plan's price (422 when the plan includes fast-track,
+        or does not sell it). `mode=checkout` answers `pending` with a `checkout_url`;
+        `charge_saved_method` charges the saved card off-session and answers `paid`, or
+        `requires_action` when the bank wants the customer (use Checkout then), or 402. With
+        an `Idempotency-Key`, a retry after a 503 converges on the same payment."""
+        return await billing.buy_fast_track(customer_id, data, request_key(request.scope))
+
+    @get(operation_id="listFastTrack", opt=HELPDESK_OR_FINANCE, summary="The customer's purchases")
+    async def list_purchases(self, customer_id: FromPath[str]) -> Page[schemas.FastTrackPurchase]:
+        """The customer's fast-track purchases, newest first."""
+        return Page(data=await billing.list_fast_track(customer_id), has_more=False)
+
+    @post(
+        "/{purchase_id:str}/refund",
+        operation_id="refundFastTrack",
+        opt=ADMIN,
+        status_code=HTTP_200_OK,
+        summary="Refund unused credits of a purchase through Stripe",
+    )
+    async def refund(
+        self,
+        customer_id: FromPath[str],
+        purchase_id: FromPath[str],
+        data: JSONBody[schemas.RefundRequest],
+    ) -> schemas.FastTrackPurchase:
+        """Refund unused credits of a paid purchase through Stripe (all of them by default);
+        422 when fewer are unused."""
+        return await billing.refund_fast_track(customer_id, purchase_id, data.quantity)
+
+    @post(
+        "/{purchase_id:str}/refresh",
+        operation_id="refreshFastTrack",
+        status_code=HTTP_200_OK,
+        summary="Re-read a purchase from Stripe (after the customer returns from Checkout)",
+    )
+    async def refresh(
+        self, customer_id: FromPath[str], purchase_id: FromPath[str]
+    ) -> schemas.FastTrackPurchase:
+        """Ask Stripe how a Checkout purchase stands (a storefront's success page calls this,
+        not waiting for the webhook)."""
+        return await billing.refresh_fast_track(customer_id, purchase_id)
+
+
+class StripeWebhookController(Controller):
+    path = "/v1/stripe/webhook"
+    tags = ["stripe"]
+    opt = PUBLIC
+    security = [{}]
+
+    @post(
+        operation_id="stripeWebhook",
+        status_code=HTTP_200_OK,
+        summary="Inbound Stripe events (signature-verified)",
+    )
+    async def receive(
+        self, request: Request[Any, Any, Any], state: State
+    ) -> schemas.StripeWebhookAck:
+        """Stripe's webhook endpoint: the `Stripe-Signature` header is checked on the raw
+        body (300 s tolerance either way), the event is stored once by id and applied by a
+        job; a duplicate is acknowledged as such. A signed event that cannot be applied is
+        stored `dead` and still answered 200 (Stripe would retry it for days)."""
+        settings: Settings = state.settings
+        payload = await request.body()
+        delivery = billing.verify_stripe_delivery(
+            payload, request.headers.get("stripe-signature"), settings.webhook_secret
+        )
+        fresh = await billing.store_stripe_event(delivery)
+        if fresh and delivery.problem is None:
+            await queue.after_commit(
+                queue.enqueue_stripe_event(state.redis, delivery.id), "the Stripe event"
+            )
+        # A signed event that cannot be applied is kept dead and still answered 2xx: Stripe
+        # would otherwise redeliver it for days, failing the same way each time.
+        return schemas.StripeWebhookAck(
+            received=True, duplicate=not fresh, id=delivery.id, dead=delivery.problem is not None
+        )
+
+
+# Stored as sent and verified on the exact bytes: the input boundary checks only size.
+RAW_BODY_PATHS = frozenset({StripeWebhookController.path})
+
+
+class ServiceCreditController(Controller):
+    path = "/v1/service-credits"
+    tags = ["finance"]
+    opt = FINANCE
+
+    @get(
+        operation_id="listServiceCredits",
+        summary="Service credits paid (or skipped) for breached incidents",
+    )
+    async def list_credits(
+        self,
+        customer_id: FromQuery[str | None] = None,
+        status: FromQuery[CreditStatus | None] = None,
+        limit: Limit = 20,
+        starting_after: FromQuery[str | None] = None,
+    ) -> Page[schemas.ServiceCreditOutcome]:
+        found, more = await billing.list_credits(customer_id, limit, starting_after, status)
+        return Page(data=found, has_more=more)
+
+    @post(
+        "/{credit_id:str}/retry",
+        operation_id="retryServiceCredit",
+        opt=ADMIN,
+        status_code=202,
+        summary="Re-issue a failed service credit (Stripe refused it past the retry policy)",
+    )
+    async def retry(self, state: State, credit_id: FromPath[str]) -> schemas.ServiceCreditOutcome:
+        job = await sla.retry_credit(credit_id)
+        await queue.after_commit(queue.schedule_sla_jobs(state.redis, [job]), "the service credit")
+        return await billing.get_credit(credit_id)
+
+
+class InvoiceController(Controller):
+    path = "/v1/invoices"
+    tags = ["finance"]
+    opt = FINANCE
+
+    @get(
+        operation_id="listInvoices",
+        summary="The invoice mirror; filter by customer, status and creation time",
+    )
+    async def list_invoices(
+        self,
+        customer_id: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        created_from: From = None,
+        created_to: To = None,
+        limit: Limit = 20,
+        starting_after: FromQuery[str | None] = None,
+    ) -> Page[schemas.InvoiceView]:
+        found, more = await billing.list_invoices(
+            customer_id=customer_id,
+            status=status,
+            created_from=_aware(created_from, "from"),
+            created_to=_aware(created_to, "to"),
+            limit=limit,
+            starting_after=starting_after,
+        )
+        return Page(data=found, has_more=more)
+
+    @get(
+        "/export.csv",
+        operation_id="exportInvoices",
+        summary="The same filters, as CSV (amounts in minor units)",
+        media_type="text/csv",
+    )
+    async def export(
+        self,
+        customer_id: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        created_from: From = None,
+        created_to: To = None,
+    ) -> Response[str]:
+        found, _ = await billing.list_invoices(
+            customer_id=customer_id,
+            status=status,
+            created_from=_aware(created_from, "from"),
+            created_to=_aware(created_to, "to"),
+            limit=100_000,
+            starting_after=None,
+        )
+        return Response(
+            billing.invoices_csv(found),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="invoices.csv"'},
+        )
+
+    @get("/{invoice_id:str}", operation_id="getInvoice", summary="One invoice (our id or Stripe's)")
+    async def get_invoice(self, invoice_id: FromPath[str]) -> schemas.InvoiceView:
+        return await billing.get_invoice(invoice_id)
+
+
+class CreditNoteController(Controller):
+    path = "/v1/credit-notes"
+    tags = ["finance"]
+    opt = FINANCE
+
+    @get(operation_id="listCreditNotes", summary="Credit notes mirrored from Stripe")
+    async def list_credit_notes(
+        self,
+        customer_id: FromQuery[str | None] = None,
+        limit: Limit = 20,
+        starting_after: FromQuery[str | None] = None,
+    ) -> Page[schemas.CreditNoteView]:
+        found, more = await billing.list_credit_notes(customer_id, limit, starting_after)
+        return Page(data=found, has_more=more)
+
+
 ROUTES: Sequence[ControllerRouterHandler] = (
-    list_plans,
-    create_plan,
-    get_plan,
-    update_plan,
-    create_customer,
-    list_customers,
-    get_customer,
-    create_subscription,
-    get_subscription,
-    preview_subscription_change,
-    change_subscription,
-    cancel_subscription,
-    create_portal_session,
-    buy_fast_track,
-    list_fast_track,
-    refund_fast_track,
-    refresh_fast_track,
-    get_entitlement,
-    stripe_webhook,
-    list_service_credits,
-    retry_service_credit,
-    list_invoices,
-    export_invoices,
-    get_invoice,
-    list_credit_notes,
+    PlanController,
+    CustomerController,
+    SubscriptionController,
+    FastTrackController,
+    StripeWebhookController,
+    ServiceCreditController,
+    InvoiceController,
+    CreditNoteController,
 )

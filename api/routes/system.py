@@ -44,6 +44,7 @@ async def _check(check: Awaitable[bool], seconds: float = 2.0) -> str:
     exclude_from_auth=True,
 )
 async def health() -> Health:
+    """200 while the process serves requests (a liveness probe); needs no key."""
     return Health(status="ok")
 
 
@@ -56,6 +57,8 @@ async def health() -> Health:
     responses={503: ResponseSpec(data_container=Readiness, description="A dependency is down")},
 )
 async def ready(state: State) -> Response[Readiness]:
+    """200 when PostgreSQL and Redis both answer within 2 s, else 503 naming which does not
+    (a readiness probe); needs no key."""
     postgres, redis = await asyncio.gather(_check(db.ping()), _check(state.redis.ping()))
     ok = postgres == "ok" and redis == "ok"
     return Response(

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from billing import catalog
+from billing import seed, stripe_catalog
 from common.embedded import Services
 
 
@@ -121,10 +121,68 @@ def deliver(
     return pump
 
 
+Subscribed = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def subscribed(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], stripe_emu: Stripe, deliver: Deliver
+) -> Subscribed:
+    """``await subscribed(customer_id, "business")``: subscribed through Checkout, paid.
+
+    Returns the Stripe subscription; with ``deliver=False`` its events are left undelivered
+    (for tests of what happens when webhooks never come).
+    """
+
+    async def subscribe(
+        customer_id: str, plan: str = "business", interval: str = "month", *, deliver: bool = True
+    ) -> dict[str, Any]:
+        r = await client.post(
+            f"/v1/customers/{customer_id}/subscription",
+            headers=admin_headers,
+            json={"plan": plan, "interval": interval, "mode": "checkout"},
+        )
+        assert r.status_code == 201, r.text
+        session_id = r.json()["checkout_url"].rstrip("/").rsplit("/", 1)[-1]
+        await stripe_emu.complete_checkout(session_id)
+        session = await stripe_emu.get(f"/v1/checkout/sessions/{session_id}")
+        if deliver:
+            await deliver_events()
+        return dict(await stripe_emu.get(f"/v1/subscriptions/{session['subscription']}"))
+
+    deliver_events = deliver
+    return subscribe
+
+
+BoughtByCheckout = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def bought_by_checkout(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], stripe_emu: Stripe, deliver: Deliver
+) -> BoughtByCheckout:
+    """``await bought_by_checkout(customer_id, quantity)``: fast-track paid in Checkout."""
+
+    async def buy(customer_id: str, quantity: int = 1, *, deliver: bool = True) -> dict[str, Any]:
+        r = await client.post(
+            f"/v1/customers/{customer_id}/fast-track-purchases",
+            headers=admin_headers,
+            json={"quantity": quantity, "mode": "checkout"},
+        )
+        assert r.status_code == 201, r.text
+        await stripe_emu.complete_checkout(r.json()["checkout_url"].rstrip("/").rsplit("/", 1)[-1])
+        if deliver:
+            await deliver_events()
+        return dict(r.json())
+
+    deliver_events = deliver
+    return buy
+
+
 @pytest.fixture
 async def seeded(clean_db: None) -> list[str]:
-    created = await catalog.seed_if_empty()
-    await catalog.sync_to_stripe()
+    created = await seed.seed_if_empty()
+    await stripe_catalog.sync_to_stripe()
     return created
 
 

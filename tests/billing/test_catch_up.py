@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 from billing import catchup
 from billing.tables import StripeEvent, Subscription
 from common.clock import frozen, utcnow
-from tests.billing.conftest import Stripe
+from tests.billing.conftest import Stripe, Subscribed
 from workers import queue
 
 
@@ -22,17 +22,12 @@ async def test_events_never_delivered_are_caught_up_and_applied_once(
     stripe_emu: Stripe,
     redis: ArqRedis,
     run_worker: Any,
+    subscribed: Subscribed,
 ) -> None:
-    r = await client.post(
-        f"/v1/customers/{customer['id']}/subscription",
-        headers=admin_headers,
-        json={"plan": "business", "mode": "checkout"},
-    )
-    assert r.status_code == 201, r.text
+    remote = await subscribed(customer["id"], deliver=False)  # webhooks are never sent here
     sub = await Subscription.objects().first()
-    assert sub is not None and sub.stripe_checkout_session_id
-    await stripe_emu.complete_checkout(sub.stripe_checkout_session_id)
-    made = await stripe_emu.new_events()  # the webhooks are never sent in this test
+    assert sub is not None and sub.id == remote["metadata"]["subscription_id"]
+    made = await stripe_emu.new_events()
     assert any(e["type"] == "checkout.session.completed" for e in made)
     before = await catchup.position()
     # A minute on, Stripe lists them (the catch-up leaves the last minute to settle).

@@ -14,9 +14,9 @@ from billing import catalog, entitlements, fasttrack, usage
 from billing.tables import Customer, FastTrackLedger, FastTrackPurchase
 from common.clock import frozen, utcnow
 from common.config import get_settings
-from common.tables import OutboundEvent
 from tests.billing.conftest import Deliver, Stripe, sign
 from tests.billing.test_webhook_inbox import FIXTURES
+from webhooks.tables import OutboundEvent
 
 PROBLEM = "application/problem+json"
 

@@ -6,25 +6,8 @@ from typing import Any
 
 import httpx
 
-from billing.tables import Customer, FastTrackPurchase, Subscription
-from tests.billing.conftest import Deliver, Stripe
-
-
-async def _subscribe_through_checkout(
-    client: httpx.AsyncClient, headers: dict[str, str], cid: str, stripe_emu: Stripe
-) -> dict[str, Any]:
-    r = await client.post(
-        f"/v1/customers/{cid}/subscription",
-        headers=headers,
-        json={"plan": "business", "interval": "month", "mode": "checkout"},
-    )
-    assert r.status_code == 201, r.text
-    row = await Subscription.objects().first()
-    assert row is not None and row.stripe_checkout_session_id
-    await stripe_emu.complete_checkout(row.stripe_checkout_session_id)
-    session = await stripe_emu.get(f"/v1/checkout/sessions/{row.stripe_checkout_session_id}")
-    sub: dict[str, Any] = await stripe_emu.get(f"/v1/subscriptions/{session['subscription']}")
-    return sub
+from billing.tables import Customer, FastTrackPurchase
+from tests.billing.conftest import Deliver, Stripe, Subscribed
 
 
 async def _buy_off_session(
@@ -48,9 +31,10 @@ async def test_a_checkout_subscriber_buys_fast_track_off_session(
     customer: dict[str, Any],
     stripe_emu: Stripe,
     deliver: Deliver,
+    subscribed: Subscribed,
 ) -> None:
     cid = customer["id"]
-    sub = await _subscribe_through_checkout(client, admin_headers, cid, stripe_emu)
+    sub = await subscribed(cid, deliver=False)
     remote = await stripe_emu.get(f"/v1/customers/{customer['stripe_customer_id']}")
     # Where Stripe keeps it: on the subscription, not as the customer's invoice default.
     assert remote["invoice_settings"]["default_payment_method"] is None
@@ -72,10 +56,11 @@ async def test_the_card_is_found_at_stripe_when_no_event_told_us(
     admin_headers: dict[str, str],
     customer: dict[str, Any],
     stripe_emu: Stripe,
+    subscribed: Subscribed,
 ) -> None:
     """No webhook applied yet (or lost): the customer's attached cards at Stripe are asked."""
     cid = customer["id"]
-    sub = await _subscribe_through_checkout(client, admin_headers, cid, stripe_emu)
+    sub = await subscribed(cid, deliver=False)
     row = await Customer.objects().where(Customer.id == cid).first()
     assert row is not None and row.default_payment_method is None
     r = await _buy_off_session(client, admin_headers, cid)
@@ -119,9 +104,10 @@ async def test_an_explicit_customer_default_wins_over_the_subscriptions_card(
     customer: dict[str, Any],
     stripe_emu: Stripe,
     deliver: Deliver,
+    subscribed: Subscribed,
 ) -> None:
     cid = customer["id"]
-    sub = await _subscribe_through_checkout(client, admin_headers, cid, stripe_emu)
+    sub = await subscribed(cid, deliver=False)
     await deliver()
     other = await stripe_emu.post(
         "/v1/payment_methods/pm_card_mastercard/attach", customer=customer["stripe_customer_id"]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from billing import catalog
+from billing import seed
 from common import apikeys
 from tests.hostile.conftest import LiveApi
 from tests.hostile.report import totals
@@ -60,7 +60,7 @@ def _schemathesis(api: LiveApi, key: str, report: Path) -> subprocess.CompletedP
 async def test_schemathesis_finds_no_server_error_and_no_contract_violation(
     live_api: LiveApi, tmp_path: Path
 ) -> None:
-    await catalog.seed_if_empty()
+    await seed.seed_if_empty()
     outcomes = {}
     for role in ROLES:
         _, key = await apikeys.create_key(f"schemathesis {role}", role)

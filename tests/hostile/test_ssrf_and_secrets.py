@@ -7,9 +7,10 @@ import ipaddress
 import httpx
 import pytest
 
-from common import webhooks
 from common.errors import InvalidRequest
-from common.tables import AuditLog, IdempotencyRecord, WebhookEndpoint
+from common.tables import AuditLog, IdempotencyRecord
+from webhooks import policy
+from webhooks.tables import WebhookEndpoint
 
 # Each reaches loopback, link-local, private or reserved space, directly or through IPv6.
 INTERNAL = [
@@ -44,22 +45,22 @@ PUBLIC = ["8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"]
 
 @pytest.mark.parametrize("address", INTERNAL)
 def test_not_globally_routable_addresses_are_internal(address: str) -> None:
-    assert webhooks.is_internal_host(address)
+    assert policy.is_internal_host(address)
     url = f"https://[{address}]/hook" if ":" in address else f"https://{address}/hook"
     with pytest.raises(InvalidRequest, match="public host"):
-        webhooks.check_url(url, production=True)
+        policy.check_url(url, production=True)
 
 
 @pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses_pass_also_when_translated(address: str) -> None:
-    assert not webhooks.is_internal_host(address)
+    assert not policy.is_internal_host(address)
     url = f"https://[{address}]/hook" if ":" in address else f"https://{address}/hook"
-    assert webhooks.check_url(url, production=True) == url
+    assert policy.check_url(url, production=True) == url
 
 
 @pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "::127.0.0.1", "2002:a9fe:a9fe::1"])
 async def test_delivery_refuses_what_the_target_resolves_to(address: str) -> None:
-    refusal = await webhooks._refused_target(f"https://[{address}]/hook")
+    refusal = await policy.refused_target(f"https://[{address}]/hook")
     assert refusal is not None
     assert str(ipaddress.ip_address(address)) in refusal
 

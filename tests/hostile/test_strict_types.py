@@ -38,9 +38,9 @@ async def customer(
 
 @pytest.fixture
 async def seeded(clean_db: None) -> list[str]:
-    from billing import catalog
+    from billing import seed
 
-    return await catalog.seed_if_empty()
+    return await seed.seed_if_empty()
 
 
 @pytest.mark.parametrize("quantity", ["1", 1.0, 1e2, True, "1e2"])
@@ -214,3 +214,28 @@ def test_check_time_accepts_exactly_the_range_and_never_overflows(
         assert not inside
     else:
         assert inside
+
+
+async def test_every_bad_field_is_named_in_one_answer(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], seeded: list[str]
+) -> None:
+    r = await client.post(
+        "/v1/customers",
+        json={"external_id": 5, "name": "", "email": "nope", "bogus": 1},
+        headers=admin_headers,
+    )
+    assert r.status_code == 400, r.text
+    named = {e["field"]: e["message"] for e in r.json()["errors"]}
+    assert set(named) == {"external_id", "name", "email", "bogus"}, named
+    assert "unknown field" in named["bogus"]
+    r = await client.post(
+        "/v1/plans",
+        json={"code": "x", "name": "X", "monthly_price": 1.5, "targets": {"p1": {"coverage": 1}}},
+        headers=admin_headers,
+    )
+    assert r.status_code == 400, r.text
+    named = {e["field"] for e in r.json()["errors"]}
+    # The bad code, the float price, the missing annual price and the nested target.
+    assert {"code", "monthly_price", "annual_price"} <= named, named
+    assert any(f.startswith("targets") for f in named), named
+    assert await Customer.count() == 0 and await Plan.count() == 4

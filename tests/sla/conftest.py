@@ -12,14 +12,16 @@ import pytest
 
 from billing import service as billing
 from billing.schemas import CustomerCreate
-from common.tables import OutboundEvent
 from sla.tables import SlaEvent
 from tests.billing import conftest as billing_fixtures
+from webhooks.tables import OutboundEvent
 
 # The billing fixtures this folder reuses: the seeded catalog and the Stripe emulator's events.
 seeded = billing_fixtures.seeded
 stripe_emu = billing_fixtures.stripe_emu
 deliver = billing_fixtures.deliver
+subscribed = billing_fixtures.subscribed
+bought_by_checkout = billing_fixtures.bought_by_checkout
 
 ALL_WEEK = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 

@@ -10,34 +10,15 @@ import httpx
 from arq.connections import ArqRedis
 
 from billing import service as billing
-from billing.tables import FastTrackPurchase, ServiceCredit, Subscription
+from billing.tables import ServiceCredit
 from common.clock import frozen, utcnow
-from common.tables import OutboundEvent
 from sla.tables import SlaEvent
-from tests.billing.conftest import Deliver, Stripe
+from tests.billing.conftest import BoughtByCheckout, Stripe, Subscribed
 from tests.sla.conftest import Open, ago, iso, ledger, outbound, parse
+from webhooks.tables import OutboundEvent
 from workers import queue, sla_jobs
 
 RunWorker = Callable[[], Awaitable[int]]
-
-
-async def _buy_fast_track(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    customer_id: str,
-    stripe_emu: Stripe,
-    deliver: Deliver,
-) -> None:
-    r = await client.post(
-        f"/v1/customers/{customer_id}/fast-track-purchases",
-        headers=headers,
-        json={"quantity": 1, "mode": "checkout"},
-    )
-    assert r.status_code == 201, r.text
-    row = await FastTrackPurchase.objects().where(FastTrackPurchase.id == r.json()["id"]).first()
-    assert row is not None and row.stripe_checkout_session_id
-    await stripe_emu.complete_checkout(row.stripe_checkout_session_id)
-    await deliver()
 
 
 async def _stripe_objects(stripe_emu: Stripe, path: str, incident_id: str) -> list[Any]:
@@ -54,12 +35,12 @@ async def test_fast_track_quote_matches_the_incident_and_its_breach_is_refunded_
     open_incident: Open,
     customer: dict[str, Any],
     stripe_emu: Stripe,
-    deliver: Deliver,
+    bought_by_checkout: BoughtByCheckout,
     redis: ArqRedis,
     run_worker: RunWorker,
 ) -> None:
     cid = customer["id"]
-    await _buy_fast_track(client, admin_headers, cid, stripe_emu, deliver)
+    await bought_by_checkout(cid)
     url = f"/v1/customers/{cid}/entitlements/quote"
     now = (await client.get(url, headers=helpdesk_headers, params={"priority": "p1"})).json()
     assert now["fast_track"]["credits"] == 1
@@ -115,21 +96,12 @@ async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
     open_incident: Open,
     customer: dict[str, Any],
     stripe_emu: Stripe,
-    deliver: Deliver,
+    subscribed: Subscribed,
     redis: ArqRedis,
     run_worker: RunWorker,
 ) -> None:
     cid = customer["id"]
-    r = await client.post(
-        f"/v1/customers/{cid}/subscription",
-        headers=admin_headers,
-        json={"plan": "business", "interval": "month", "mode": "checkout"},
-    )
-    assert r.status_code == 201, r.text
-    sub = await Subscription.objects().first()
-    assert sub is not None and sub.stripe_checkout_session_id
-    await stripe_emu.complete_checkout(sub.stripe_checkout_session_id)
-    await deliver()
+    await subscribed(cid, "business")
 
     # Business P1: 120 minutes around the clock.
     incident = (await open_incident(cid, "PL-1", "p1")).json()
@@ -161,26 +133,11 @@ async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
 
 
 async def _breached_plan_incident(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    open_incident: Open,
-    customer: dict[str, Any],
-    stripe_emu: Stripe,
-    deliver: Deliver,
-    ref: str,
+    subscribed: Subscribed, open_incident: Open, customer: dict[str, Any], ref: str
 ) -> dict[str, Any]:
     """A business subscriber's P1 (120 minutes around the clock), opened now."""
     cid = customer["id"]
-    r = await client.post(
-        f"/v1/customers/{cid}/subscription",
-        headers=admin_headers,
-        json={"plan": "business", "interval": "month", "mode": "checkout"},
-    )
-    assert r.status_code == 201, r.text
-    sub = await Subscription.objects().first()
-    assert sub is not None and sub.stripe_checkout_session_id
-    await stripe_emu.complete_checkout(sub.stripe_checkout_session_id)
-    await deliver()
+    await subscribed(cid, "business")
     incident = (await open_incident(cid, ref, "p1")).json()
     assert incident["tier"] == "business"
     return incident
@@ -201,15 +158,13 @@ async def test_a_credit_stripe_refuses_once_is_asked_again_under_a_new_key(
     open_incident: Open,
     customer: dict[str, Any],
     stripe_emu: Stripe,
-    deliver: Deliver,
+    subscribed: Subscribed,
     redis: ArqRedis,
     run_worker: RunWorker,
 ) -> None:
     from sla import enforcement
 
-    incident = await _breached_plan_incident(
-        client, admin_headers, open_incident, customer, stripe_emu, deliver, "CR-1"
-    )
+    incident = await _breached_plan_incident(subscribed, open_incident, customer, "CR-1")
     await stripe_emu.fault(method="POST", path="/v1/credit_notes", status=400, count=1)
     later = await _breach_later(redis, run_worker)  # breach, then the credit: refused
     row = await ServiceCredit.objects().where(ServiceCredit.incident_id == incident["id"]).first()
@@ -241,16 +196,14 @@ async def test_a_credit_refused_past_the_policy_fails_and_an_admin_reissues_it_o
     open_incident: Open,
     customer: dict[str, Any],
     stripe_emu: Stripe,
-    deliver: Deliver,
+    subscribed: Subscribed,
     redis: ArqRedis,
     run_worker: RunWorker,
 ) -> None:
     from billing import credits
     from sla import enforcement
 
-    incident = await _breached_plan_incident(
-        client, admin_headers, open_incident, customer, stripe_emu, deliver, "CR-2"
-    )
+    incident = await _breached_plan_incident(subscribed, open_incident, customer, "CR-2")
     refusals = len(credits.REFUSAL_BACKOFF) + 1
     await stripe_emu.fault(method="POST", path="/v1/credit_notes", status=400, count=refusals)
     await _breach_later(redis, run_worker)

@@ -13,12 +13,12 @@ from arq.jobs import Job, JobStatus
 
 from common.clock import frozen, utcnow
 from common.config import get_settings
-from common.tables import OutboundEvent
 from sla import service
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent
 from tests.conftest import drain_workers
 from tests.sla.conftest import Open, ago, ledger, outbound, parse
+from webhooks.tables import OutboundEvent
 from workers import queue, sla_jobs
 
 RunWorker = Callable[[], Awaitable[int]]

@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import msgspec
 
-from common import webhooks
 from common.clock import utcnow
-from common.tables import WebhookDelivery
+from webhooks import service
+from webhooks.schemas import WebhookEndpointCreate
+from webhooks.tables import WebhookDelivery
 
 
 @dataclass(frozen=True)
@@ -95,5 +96,7 @@ async def endpoint_for(
     receiver: Receiver, events: list[str], path: str = "/hook"
 ) -> tuple[str, str]:
     """A new endpoint pointing at ``receiver``: (id, secret)."""
-    row = await webhooks.create_endpoint(receiver.url(path), events, None, production=False)
-    return row.id, row.secret
+    new = WebhookEndpointCreate(url=receiver.url(path), events=events)
+    created = await service.create_endpoint(new, production=False)
+    assert created.secret is not None
+    return created.id, created.secret

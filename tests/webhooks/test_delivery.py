@@ -10,9 +10,10 @@ from datetime import timedelta
 import pytest
 from arq.connections import ArqRedis
 
-from common import clock, outbox, webhooks
-from common.tables import OutboundEvent, WebhookDelivery, WebhookEndpoint
+from common import clock
 from tests.webhooks.helpers import Drive, Receiver, endpoint_for, make_due, only_delivery
+from webhooks import outbox, service, signing
+from webhooks.tables import OutboundEvent, WebhookDelivery, WebhookEndpoint
 from workers import queue
 
 pytestmark = pytest.mark.usefixtures("clean_db")
@@ -43,11 +44,11 @@ async def test_emitted_event_is_delivered_once_with_a_valid_signature(
         "data": BREACH,
     }
     header = request.headers["support-billing-signature"]
-    assert webhooks.verify_signature(secret, header, request.body)
+    assert signing.verify_signature(secret, header, request.body)
     t, v1 = (part.split("=", 1)[1] for part in header.split(","))
     expected = hmac.new(secret.encode(), f"{t}.".encode() + request.body, hashlib.sha256)
     assert v1 == expected.hexdigest()
-    assert not webhooks.verify_signature("whsec_other", header, request.body)
+    assert not signing.verify_signature("whsec_other", header, request.body)
 
     delivery = await only_delivery()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
@@ -108,7 +109,7 @@ async def test_failing_receiver_is_retried_with_backoff_then_succeeds(
     assert len(receiver.requests) == 3
     assert {r.json()["id"] for r in receiver.requests} == {event_id}
     for r in receiver.requests:
-        assert webhooks.verify_signature(secret, r.headers["support-billing-signature"], r.body)
+        assert signing.verify_signature(secret, r.headers["support-billing-signature"], r.body)
 
 
 async def test_unreachable_receiver_records_the_error(receiver: Receiver, drive: Drive) -> None:
@@ -161,18 +162,18 @@ async def test_dispatch_and_delivery_run_twice_send_once(
     await endpoint_for(receiver, ["sla.achieved"], "/b")
     await outbox.emit("sla.achieved", {"incident_id": "inc_3"}, customer_id=None)
 
-    counts = await asyncio.gather(*(webhooks.dispatch_pending(retry_hours=24) for _ in range(3)))
+    counts = await asyncio.gather(*(service.dispatch_pending(retry_hours=24) for _ in range(3)))
     assert sorted(counts) == [0, 0, 1]
-    assert await webhooks.dispatch_pending(retry_hours=24) == 0
+    assert await service.dispatch_pending(retry_hours=24) == 0
     await OutboundEvent.update({OutboundEvent.dispatched_at: None}).where(
         OutboundEvent.id.is_not_null()
     )
-    assert await webhooks.dispatch_pending(retry_hours=24) == 1  # re-dispatch: no new rows
+    assert await service.dispatch_pending(retry_hours=24) == 1  # re-dispatch: no new rows
     deliveries = await WebhookDelivery.objects()
     assert len(deliveries) == 2
 
     first = deliveries[0].id
-    await asyncio.gather(webhooks.attempt_delivery(first), webhooks.attempt_delivery(first))
+    await asyncio.gather(service.attempt_delivery(first), service.attempt_delivery(first))
     assert len(receiver.to("/a")) + len(receiver.to("/b")) == 1
     # Two jobs for one delivery under different ids (arq would refuse the same id twice).
     second = deliveries[1].id
@@ -188,7 +189,7 @@ async def test_deliveries_whose_jobs_redis_lost_are_found_by_the_sweep(
 ) -> None:
     await endpoint_for(receiver, ["entitlement.updated"])
     await outbox.emit("entitlement.updated", {"tier": "business"}, customer_id="cust_9")
-    await webhooks.dispatch_pending(retry_hours=24)
+    await service.dispatch_pending(retry_hours=24)
     await redis.flushdb()
     await drive()
     assert len(receiver.requests) == 1
@@ -198,13 +199,13 @@ async def test_deliveries_whose_jobs_redis_lost_are_found_by_the_sweep(
 async def test_delivery_for_a_disabled_endpoint_is_canceled_unsent(receiver: Receiver) -> None:
     endpoint_id, _ = await endpoint_for(receiver, ["sla.escalated"])
     await outbox.emit("sla.escalated", {"level": 2}, customer_id=None)
-    await webhooks.dispatch_pending(retry_hours=24)
+    await service.dispatch_pending(retry_hours=24)
     # Disabled behind the service's back (as if between the sweep and the job).
     await WebhookEndpoint.update({WebhookEndpoint.disabled_at: clock.utcnow()}).where(
         WebhookEndpoint.id == endpoint_id
     )
     delivery = await only_delivery()
-    assert await webhooks.attempt_delivery(delivery.id) is None
+    assert await service.attempt_delivery(delivery.id) is None
     assert (await only_delivery()).status == "canceled"
     assert receiver.requests == []
 
@@ -213,9 +214,9 @@ async def test_production_delivery_refuses_a_host_resolving_inward(receiver: Rec
     # Created in development (loopback allowed), delivered as production would deliver it.
     await endpoint_for(receiver, ["sla.warning"])
     await outbox.emit("sla.warning", {}, customer_id=None)
-    await webhooks.dispatch_pending(retry_hours=24)
+    await service.dispatch_pending(retry_hours=24)
     delivery = await only_delivery()
-    assert await webhooks.attempt_delivery(delivery.id, block_internal=True) is not None
+    assert await service.attempt_delivery(delivery.id, block_internal=True) is not None
     refused = await only_delivery()
     assert refused.status == "pending"
     assert refused.last_error is not None
@@ -233,10 +234,10 @@ async def test_a_large_backlog_is_dispatched_in_batches(receiver: Receiver) -> N
             for i in range(600)
         )
     )
-    assert await webhooks.dispatch_pending(retry_hours=24) == 600
+    assert await service.dispatch_pending(retry_hours=24) == 600
     assert await WebhookDelivery.count() == 2400
     assert await OutboundEvent.count().where(OutboundEvent.dispatched_at.is_null()) == 0
-    assert len(await webhooks.due_deliveries()) == 1000  # one sweep enqueues at most this many
+    assert len(await service.due_deliveries()) == 1000  # one sweep enqueues at most this many
 
 
 async def test_an_event_emitted_once_is_recorded_once(clean_db: None) -> None:

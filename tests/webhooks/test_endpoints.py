@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 
-from common import outbox
-from common.tables import AuditLog, WebhookDelivery, WebhookEndpoint
+from common.tables import AuditLog
 from tests.webhooks.helpers import Drive, Receiver, only_delivery
+from webhooks import outbox
+from webhooks.tables import WebhookDelivery, WebhookEndpoint
 
 PROBLEM = "application/problem+json"
 PRODUCTION = {
@@ -270,6 +271,10 @@ async def test_deleting_an_endpoint_stops_its_deliveries(
     assert r.json()["disabled_at"] is not None
     again = await client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=admin_headers)
     assert again.json()["disabled_at"] == r.json()["disabled_at"]
+    url = f"/v1/webhook-endpoints/{endpoint['id']}"
+    assert (await client.get(url, headers=admin_headers)).status_code == 404
+    kept = await client.get(f"{url}?include_disabled=true", headers=admin_headers)
+    assert kept.json()["status"] == "disabled"
 
     canceled = await only_delivery()
     assert (canceled.status, canceled.next_attempt_at) == ("canceled", None)

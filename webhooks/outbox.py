@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
 from common.clock import utcnow
 from common.ids import new_id
-from common.tables import OutboundEvent
-
-EVENT_TYPES: Final = (
-    "sla.warning",
-    "sla.breached",
-    "sla.achieved",
-    "sla.escalated",
-    "service_credit.issued",
-    "entitlement.updated",
-    "fast_track.purchased",
-)
+from webhooks.events import EVENT_TYPES
+from webhooks.tables import OutboundEvent
 
 
 def _once_id(event_type: str, once: str) -> str:
