@@ -42,7 +42,6 @@ from common.ids import new_id
 from sla import service
 from sla.schemas import IncidentCreate
 from workers import queue
-from workers.sla_jobs import schedule
 
 DATABASE = "support_billing_bench_sla"
 TARGET_MINUTES = 120  # P1 around the clock: a realistic premium target
@@ -266,7 +265,7 @@ async def open_due_between(
                     opened_at=due - timedelta(minutes=TARGET_MINUTES),
                 )
             )
-            await schedule(redis, opened.jobs)
+            await queue.enqueue_sla_jobs(redis, opened.jobs)
 
     await asyncio.gather(*(opener() for _ in range(16)))
     await redis.aclose()

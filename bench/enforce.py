@@ -26,6 +26,7 @@ from common import db
 from common.config import PROJECT_ROOT
 from common.ids import new_id
 from sla import service
+from sla.incident import job as sla_job
 from sla.schemas import IncidentCreate
 from workers import queue
 
@@ -116,7 +117,7 @@ async def _stage(
                 "next_warning_at": None,
             }
             rows.append(tuple(changed.get(c, template[c]) for c in columns))
-            jobs.append(("sla_due", iid, due))
+            jobs.append(sla_job("sla_due", iid, due))
         for column in ("entitlement", "context", "pauses"):
             index = columns.index(column)
             rows = [(*r[:index], _json(r[index]), *r[index + 1 :]) for r in rows]

@@ -277,6 +277,10 @@ async def _apply(event: dict[str, Any]) -> str:
         await Customer.raw(
             "SELECT id FROM customer WHERE stripe_customer_id = {} FOR UPDATE", stripe_customer
         )
+    if isinstance(obj.get("id"), str):
+        # And events about one object, whoever its customer (one we do not know has no row
+        # to lock): two jobs never race to mirror the same invoice or credit note.
+        await Customer.raw("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))", obj["id"])
     key = subscriptions.event_key(int(event.get("created", 0)), obj.get("status", ""), event["id"])
     if kind.startswith("customer.subscription."):
         await subscriptions.apply_remote(obj, event_key=key)

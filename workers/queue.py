@@ -168,54 +168,22 @@ def _not_before_now(at: datetime) -> datetime | None:
     return at if at > utcnow() else None
 
 
-def _micros(at: datetime) -> int:
-    """Exact epoch microseconds: the instant in an SLA job's id and arguments."""
-    delta = _defer_until(at) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _sla_job(
-    kind: str, incident_id: str, at: datetime
-) -> tuple[str, str, tuple[object, ...], datetime | None]:
+def _sla_job(job: SlaJob) -> tuple[str, str, tuple[object, ...], datetime | None]:
     """(function, job id, arguments, defer until) of one SLA job; ids are ``kind:incident:µs``.
 
     Re-scheduling an unchanged instant is refused as a duplicate, a moved deadline is a
-    new job (and the old one finds itself stale); a credit has one id per breach.
+    new job (and the old one finds itself stale); a credit has one id per breach. The
+    instant is the job's own ``ts`` (``sla.incident.micros``), the same in id and argument.
     """
-    ts = _micros(at)
+    kind, incident_id, ts = job.kind, job.incident_id, job.ts
     job_id = _job_id(kind, incident_id, ts)
     if kind in ("sla_warning", "sla_due"):
-        return "check_deadline", job_id, (incident_id, kind, ts), _not_before_now(at)
+        return "check_deadline", job_id, (incident_id, kind, ts), _not_before_now(job.at)
     if kind == "sla_escalate":
-        return "escalate_incident", job_id, (incident_id, ts), _not_before_now(at)
+        return "escalate_incident", job_id, (incident_id, ts), _not_before_now(job.at)
     if kind == "sla_credit":
         return "settle_breach_credit", job_id, (incident_id,), None
     raise ValueError(f"unknown SLA job kind {kind!r}")
-
-
-async def enqueue_sla_job(redis: ArqRedis, kind: str, incident_id: str, at: datetime) -> Job | None:
-    """One ``sla.schemas.SlaJob``: ``check_deadline`` at a warning instant (``sla_warning``)
-    or the deadline (``sla_due``), ``escalate_incident``, or ``settle_breach_credit``."""
-    function, job_id, args, defer = _sla_job(kind, incident_id, at)
-    return await _enqueue(
-        redis, function, job_id, *args, defer_until=defer, queue_name=DEADLINE_QUEUE
-    )
-
-
-async def enqueue_check_deadline(
-    redis: ArqRedis, incident_id: str, kind: str, at: datetime
-) -> Job | None:
-    return await enqueue_sla_job(redis, kind, incident_id, at)
-
-
-async def enqueue_escalation(redis: ArqRedis, incident_id: str, at: datetime) -> Job | None:
-    return await enqueue_sla_job(redis, "sla_escalate", incident_id, at)
-
-
-async def enqueue_breach_credit(
-    redis: ArqRedis, incident_id: str, breached_at: datetime
-) -> Job | None:
-    return await enqueue_sla_job(redis, "sla_credit", incident_id, breached_at)
 
 
 # arq's enqueue_job, for many jobs in one round trip: each job is written only when
@@ -234,14 +202,14 @@ return queued
 """
 
 
-async def enqueue_sla_jobs(
-    redis: ArqRedis, jobs: list[tuple[str, str, datetime]], chunk: int = 500
-) -> int:
-    """Enqueue many ``(kind, incident_id, at)`` SLA jobs, a chunk per round trip.
+async def enqueue_sla_jobs(redis: ArqRedis, jobs: Iterable[SlaJob], chunk: int = 500) -> int:
+    """Enqueue the follow-ups SLA changes returned (after their transactions committed).
 
-    Opening an incident schedules four checks and a sweep may schedule thousands; one
-    script call instead of arq's four round trips per job.  Returns how many were new.
+    Opening an incident schedules four checks and a sweep may schedule thousands: a chunk
+    per round trip, one script call instead of arq's four round trips per job. Returns how
+    many were new (a job still queued, or whose result is kept, is a duplicate).
     """
+    jobs = list(jobs)
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
     from arq.utils import timestamp_ms, to_unix_ms
@@ -252,21 +220,14 @@ async def enqueue_sla_jobs(
         keys: list[str] = [DEADLINE_QUEUE]
         argv: list[bytes | str | int] = []
         now = timestamp_ms()
-        for kind, incident_id, at in jobs[start : start + chunk]:
-            function, job_id, args, defer = _sla_job(kind, incident_id, at)
+        for one in jobs[start : start + chunk]:
+            function, job_id, args, defer = _sla_job(one)
             score = to_unix_ms(defer) if defer is not None else now
             payload = serialize_job(function, args, {}, None, now, serializer=redis.job_serializer)
             keys += [job_key_prefix + job_id, result_key_prefix + job_id]
             argv += [job_id, score, score - now + redis.expires_extra_ms, payload]
         queued += int(await script(keys=keys, args=argv))
     return queued
-
-
-async def schedule_sla_jobs(redis: ArqRedis, jobs: Iterable[SlaJob]) -> None:
-    """Enqueue the follow-ups an SLA change returned (after its transaction committed)."""
-    batch: list[tuple[str, str, datetime]] = [(j.kind, j.incident_id, j.at) for j in jobs]
-    if batch:
-        await enqueue_sla_jobs(redis, batch)
 
 
 async def enqueue_sla_sweep(redis: ArqRedis, token: str) -> Job | None:

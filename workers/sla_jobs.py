@@ -20,17 +20,11 @@ from workers.jobs import retry_on_outage
 
 log = logging.getLogger("workers.sla")
 
-# How long a credit waits before asking Stripe again when it did not answer.
-CREDIT_RETRY = timedelta(seconds=30)
-
-
-schedule = queue.schedule_sla_jobs
-
 
 async def _finish(ctx: dict[str, Any], check: Check) -> str:
     if check.retry_at is not None:  # ran before its instant (clock skew): come back then
         raise Retry(defer=max(check.retry_at - utcnow(), timedelta(0)))
-    await schedule(ctx["redis"], check.jobs)
+    await queue.enqueue_sla_jobs(ctx["redis"], check.jobs)
     return check.done
 
 
@@ -50,13 +44,13 @@ async def settle_breach_credit(ctx: dict[str, Any], incident_id: str) -> str:
         return await _finish(ctx, await enforcement.settle_credit(incident_id))
     except UpstreamUnavailable as e:
         # Billing keeps its idempotency keys, so asking again pays at most once.
-        raise Retry(defer=CREDIT_RETRY) from e
+        raise Retry(defer=enforcement.CREDIT_RETRY) from e
 
 
 @retry_on_outage
 async def sla_sweep(ctx: dict[str, Any]) -> str:
     report = await enforcement.sweep()
-    await schedule(ctx["redis"], report.jobs)
+    await queue.enqueue_sla_jobs(ctx["redis"], report.jobs)
     if report.breached or report.escalated or report.warnings or report.credits:
         log.info(
             "sla sweep",

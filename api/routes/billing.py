@@ -350,7 +350,7 @@ class ServiceCreditController(Controller):
     )
     async def retry(self, state: State, credit_id: FromPath[str]) -> schemas.ServiceCreditOutcome:
         job = await sla.retry_credit(credit_id)
-        await queue.after_commit(queue.schedule_sla_jobs(state.redis, [job]), "the service credit")
+        await queue.after_commit(queue.enqueue_sla_jobs(state.redis, [job]), "the service credit")
         return await billing.get_credit(credit_id)
 
 

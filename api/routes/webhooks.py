@@ -52,6 +52,10 @@ class WebhookEndpointController(Controller):
     async def create(
         self, data: JSONBody[WebhookEndpointCreate], settings: NamedDependency[Settings]
     ) -> WebhookEndpointCreated:
+        """Subscribe a URL (https in production; never a private, loopback or otherwise
+        non-global address) to outbound events (`*` for all). The answer shows the signing
+        secret once: deliveries carry `Support-Billing-Signature: t=<unix>,v1=<hex
+        HMAC-SHA256 of "t.body">`."""
         return await service.create_endpoint(data, production=settings.production)
 
     @post(
@@ -62,6 +66,8 @@ class WebhookEndpointController(Controller):
         summary="Replace the endpoint's signing secret; the response shows the new one once",
     )
     async def rotate_secret(self, endpoint_id: FromPath[str]) -> WebhookEndpointCreated:
+        """Replace the endpoint's signing secret (the way back for a client that lost it); the
+        answer shows the new one once, the old one stops at once."""
         return await service.rotate_secret(endpoint_id)
 
     @get(
@@ -74,6 +80,8 @@ class WebhookEndpointController(Controller):
         starting_after: FromQuery[str | None] = None,
         include_disabled: FromQuery[bool] = False,
     ) -> Page[WebhookEndpoint]:
+        """Webhook endpoints newest first, without their secrets; deleted ones with
+        `?include_disabled=true`."""
         endpoints, more = await service.list_endpoints(
             limit, starting_after, include_disabled=include_disabled
         )
@@ -98,6 +106,8 @@ class WebhookEndpointController(Controller):
         summary="Disable a webhook endpoint: its waiting deliveries are canceled, no new ones made",
     )
     async def disable(self, endpoint_id: FromPath[str]) -> WebhookEndpoint:
+        """Delete (disable) an endpoint: its waiting deliveries are canceled and no new ones are
+        made; its delivery log stays readable. Deleting twice changes nothing."""
         return await service.disable_endpoint(endpoint_id)
 
 
@@ -117,6 +127,9 @@ class WebhookDeliveryController(Controller):
         starting_after: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
     ) -> Page[WebhookDelivery]:
+        """The endpoint's delivery log, newest first: each event, its attempts, the last status
+        code or error, and when it is attempted next (retried with backoff for
+        `WEBHOOK_RETRY_HOURS`)."""
         deliveries, more = await service.list_deliveries(endpoint_id, limit, starting_after, status)
         return Page(data=deliveries, has_more=more)
 
@@ -129,6 +142,8 @@ class WebhookDeliveryController(Controller):
     async def redeliver(
         self, endpoint_id: FromPath[str], delivery_id: FromPath[str], redis: NamedDependency[Any]
     ) -> WebhookDelivery:
+        """Attempt a delivery again now, whatever its state (a delivered or failed one too); 409
+        when its endpoint is deleted."""
         delivery = await service.redeliver(endpoint_id, delivery_id)
         if delivery.next_attempt_at is not None:  # None: a worker already made the attempt
             await queue.after_commit(

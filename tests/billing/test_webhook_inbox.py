@@ -243,3 +243,25 @@ async def test_invoice_events_of_one_second_converge_in_any_order(
     assert row is not None
     assert row.status == "paid"
     assert row.customer_id == "cust_fixture"
+
+
+async def test_concurrent_events_about_one_invoice_of_an_unknown_customer_mirror_it_once(
+    clean_db: None,
+) -> None:
+    """No customer row to lock: the object's own lock keeps the two jobs from racing."""
+    import asyncio
+
+    from billing.tables import Invoice
+
+    invoice = {**copy.deepcopy(FIXTURES["invoice"]), "id": "in_race1", "customer": "cus_nobody"}
+    now = int(time.time())
+    events = [
+        _event("invoice.finalized", {**invoice, "status": "open"}, now, "evt_race_open"),
+        _event("invoice.paid", {**invoice, "status": "paid"}, now, "evt_race_paid"),
+    ]
+    for event in events:
+        assert await inbox.store(event)
+    outcomes = await asyncio.gather(*(inbox.process(e["id"]) for e in events))
+    assert outcomes == ["invoice", "invoice"]
+    rows = await Invoice.select(Invoice.status).where(Invoice.stripe_invoice_id == "in_race1")
+    assert [r["status"] for r in rows] == ["paid"]

@@ -89,6 +89,26 @@ async def test_fast_track_quote_matches_the_incident_and_its_breach_is_refunded_
     assert issued == 1
 
 
+async def _breached_plan_incident(
+    subscribed: Subscribed, open_incident: Open, customer: dict[str, Any], ref: str
+) -> dict[str, Any]:
+    """A business subscriber's P1 (120 minutes around the clock), opened now."""
+    cid = customer["id"]
+    await subscribed(cid, "business")
+    incident = (await open_incident(cid, ref, "p1")).json()
+    assert incident["tier"] == "business"
+    return incident
+
+
+async def _breach_later(redis: ArqRedis, run_worker: RunWorker) -> datetime:
+    """Three hours on (the service's clock): the sweep breaches, the credit is attempted."""
+    later = utcnow() + timedelta(hours=3)
+    with frozen(later):
+        await queue.enqueue_sla_sweep(redis, f"later-{later.timestamp()}")
+        await run_worker()
+    return later
+
+
 async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
     client: httpx.AsyncClient,
     admin_headers: dict[str, str],
@@ -100,12 +120,7 @@ async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
     redis: ArqRedis,
     run_worker: RunWorker,
 ) -> None:
-    cid = customer["id"]
-    await subscribed(cid, "business")
-
-    # Business P1: 120 minutes around the clock.
-    incident = (await open_incident(cid, "PL-1", "p1")).json()
-    assert incident["tier"] == "business"
+    incident = await _breached_plan_incident(subscribed, open_incident, customer, "PL-1")
     assert parse(incident["due_at"]) == parse(incident["opened_at"]) + timedelta(minutes=120)
     # Three hours later (the service's clock, not arq's): the sweep finds it overdue.
     with frozen(utcnow() + timedelta(hours=3)):
@@ -130,26 +145,6 @@ async def test_a_plan_incident_breach_credits_the_latest_invoice_once(
         await run_worker()
     assert len(await _stripe_objects(stripe_emu, "/v1/credit_notes", incident["id"])) == 1
     assert await SlaEvent.count().where(SlaEvent.type == "credit_issued") == 1
-
-
-async def _breached_plan_incident(
-    subscribed: Subscribed, open_incident: Open, customer: dict[str, Any], ref: str
-) -> dict[str, Any]:
-    """A business subscriber's P1 (120 minutes around the clock), opened now."""
-    cid = customer["id"]
-    await subscribed(cid, "business")
-    incident = (await open_incident(cid, ref, "p1")).json()
-    assert incident["tier"] == "business"
-    return incident
-
-
-async def _breach_later(redis: ArqRedis, run_worker: RunWorker) -> datetime:
-    """Three hours on (the service's clock): the sweep breaches, the credit is attempted."""
-    later = utcnow() + timedelta(hours=3)
-    with frozen(later):
-        await queue.enqueue_sla_sweep(redis, f"later-{later.timestamp()}")
-        await run_worker()
-    return later
 
 
 async def test_a_credit_stripe_refuses_once_is_asked_again_under_a_new_key(

@@ -13,7 +13,7 @@ from arq.jobs import Job, JobStatus
 
 from common.clock import frozen, utcnow
 from common.config import get_settings
-from sla import service
+from sla.incident import micros
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent
 from tests.conftest import drain_workers
@@ -90,7 +90,7 @@ async def test_running_the_same_job_twice_changes_nothing(
         await open_incident(customer["id"], "W-3", opened_at=ago(hours=24, minutes=1))
     ).json()
     ctx = {"redis": redis}
-    ts = service.micros(parse(incident["due_at"]))
+    ts = micros(parse(incident["due_at"]))
     assert await sla_jobs.check_deadline(ctx, incident["id"], "sla_due", ts) == "breached"
     before = await IncidentRow.select().first()
     events = await SlaEvent.count()
@@ -119,7 +119,7 @@ async def test_a_job_for_a_moved_deadline_is_stale(
         f"/v1/incidents/{incident['id']}", headers=helpdesk_headers, json={"priority": "p2"}
     )
     assert r.status_code == 200
-    old_ts = service.micros(parse(incident["due_at"]))
+    old_ts = micros(parse(incident["due_at"]))
     result = await sla_jobs.check_deadline({"redis": redis}, incident["id"], "sla_due", old_ts)
     assert result == "stale"
     assert (await _get(client, helpdesk_headers, incident["id"]))["sla_status"] == "active"
@@ -140,7 +140,7 @@ async def test_achieved_and_resolved_incidents_are_left_alone_by_their_jobs(
         f"/v1/incidents/{incident['id']}/first-response", headers=helpdesk_headers
     )
     assert r.json()["sla_status"] == "achieved"
-    ts = service.micros(parse(incident["due_at"]))
+    ts = micros(parse(incident["due_at"]))
     assert await sla_jobs.check_deadline({"redis": redis}, incident["id"], "sla_due", ts) == "stale"
     await run_worker()  # the three warning checks, already due, find the incident answered
     assert await ledger(incident["id"]) == ["opened", "first_response", "achieved"]
@@ -237,7 +237,7 @@ async def test_escalation_climbs_the_ladder_until_answered(
     )
     assert r.status_code == 200
     assert r.json()["sla_status"] == "breached"
-    ts = service.micros(row["next_escalation_at"])
+    ts = micros(row["next_escalation_at"])
     assert await sla_jobs.escalate_incident({"redis": redis}, incident["id"], ts) == "stale"
     assert await ledger(incident["id"]) == [
         "opened",
@@ -261,7 +261,7 @@ async def test_escalation_job_raises_the_level_when_due(
     ).json()
     await run_worker()
     level_two_at = parse(incident["due_at"]) + timedelta(minutes=60)
-    ts = service.micros(level_two_at)
+    ts = micros(level_two_at)
     # The breach deferred the job for level 2 to its instant, under a deterministic id.
     deferred = Job(f"sla_escalate:{incident['id']}:{ts}", redis, _queue_name=queue.DEADLINE_QUEUE)
     assert await deferred.status() == JobStatus.deferred
@@ -303,7 +303,7 @@ async def test_the_sweep_settles_a_credit_whose_job_was_lost(
     incident = (
         await open_incident(customer["id"], "CR-1", opened_at=ago(hours=24, minutes=2))
     ).json()
-    ts = service.micros(parse(incident["due_at"]))
+    ts = micros(parse(incident["due_at"]))
     assert (
         await sla_jobs.check_deadline({"redis": redis}, incident["id"], "sla_due", ts) == "breached"
     )
