@@ -6,13 +6,14 @@ export UV_LINK_MODE := copy
 # Use uv from PATH, else bootstrap it from PyPI into .tools/ (only Python 3.11+ is assumed).
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 
-.PHONY: help install run test test-hostile lint typecheck pytest bench bench-quick clean reset key demo stripe-reference
+.PHONY: help install run test test-hostile test-faults lint typecheck pytest bench bench-quick clean reset key demo stripe-reference
 
 help:
 	@echo "make run   - start PostgreSQL/Redis (embedded unless configured), the Stripe emulator,"
 	@echo "             migrate, seed, then the API and a worker (Ctrl-C stops all)"
 	@echo "make test  - lint (ruff, import contracts), types (mypy), tests (pytest) on real services"
 	@echo "make test-hostile - the attacks of tests/hostile/ with a long schemathesis budget"
+	@echo "make test-faults - the fault suite: restarts, kills and Stripe faults on real processes"
 	@echo "make bench - every scenario against its peer in one run, one table (bench/results.md);"
 	@echo "             make bench-quick for a one-minute smoke run (not part of make test)"
 	@echo "make key ROLE=helpdesk [NAME=me] - create an API key (admin, helpdesk or finance)"
@@ -59,6 +60,10 @@ demo: install
 
 reset: install
 	$(UV) run --frozen support-billing reset
+
+# Real processes (own PostgreSQL and Redis servers, the emulator, APIs, workers) under faults.
+test-faults: install
+	$(UV) run --frozen pytest -m faults tests/faults -v
 
 # The bench group (businesstimedelta, pandas, py-spy) is installed for the benchmark only;
 # the dj-stripe peer installs its own virtualenv (bench/peers/djstripe/) when it runs.
