@@ -18,9 +18,10 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.response import Redirect, Template
+from litestar.params import FromPath
+from litestar.response import Redirect, Stream, Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from markupsafe import Markup
@@ -33,7 +34,7 @@ from billing import service as billing
 from common import apikeys
 from common.clock import utcnow
 from common.errors import NotFound
-from common.money import Money
+from common.money import Money, exponent
 from sla import service as sla
 
 log = logging.getLogger("api.finance_page")
@@ -59,17 +60,11 @@ HEADERS: Final = {
 
 # ---------------------------------------------------------------- money and time, for people
 
-_ZERO_DECIMAL: Final = frozenset(
-    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
-    | {"xaf", "xof", "xpf"}
-)
-_THREE_DECIMAL: Final = frozenset({"bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd"})
-
 
 def amount_text(amount: int, currency: str) -> str:
     """12345 usd → ``123.45 USD`` (integer arithmetic: minor units stay exact)."""
     c = currency.lower()
-    digits = 0 if c in _ZERO_DECIMAL else 3 if c in _THREE_DECIMAL else 2
+    digits = exponent(c)
     sign = "-" if amount < 0 else ""
     if digits == 0:
         return f"{sign}{abs(amount):,} {c.upper()}"
@@ -312,7 +307,7 @@ class FinancePage(Controller):
         status_code=303,
     )
     async def sign_out(
-        self, request: Request[Any, Any, Any], session: sessions.Session
+        self, request: Request[Any, Any, Any], session: NamedDependency[sessions.Session]
     ) -> Response[Any]:
         """End the session (its cookie is then worth nothing, also if copied) and clear the
         cookie; needs the page's CSRF token and Origin."""
@@ -330,7 +325,7 @@ class FinancePage(Controller):
 
     @get(operation_id="financeOverview", summary="Invoices, revenue, credits and SLA figures")
     async def overview(
-        self, request: Request[Any, Any, Any], session: sessions.Session
+        self, request: Request[Any, Any, Any], session: NamedDependency[sessions.Session]
     ) -> Template:
         """Invoices with their filters, pages and CSV download; net revenue by month as a
         chart; service credits and refunds with their incidents; credit notes; SLA
@@ -377,10 +372,10 @@ class FinancePage(Controller):
         media_type="text/csv",
     )
     async def invoices_csv(
-        self, request: Request[Any, Any, Any], session: sessions.Session
+        self, request: Request[Any, Any, Any], session: NamedDependency[sessions.Session]
     ) -> Response[Any]:
-        """The invoices the page's filters select, every page of them, as the API's
-        `/v1/invoices/export.csv` writes them (amounts in minor units)."""
+        """The invoices the page's filters select, every page of them, streamed as the API's
+        `/v1/invoices/export.csv` writes them (minor units and decimals)."""
         filters = parse_filters(dict(request.query_params))
         if filters.errors:
             return _page(
@@ -388,17 +383,14 @@ class FinancePage(Controller):
                 {"title": "Bad filter", "detail": "; ".join(filters.errors.values())},
                 400,
             )
-        found, _ = await billing.list_invoices(
-            customer_id=filters.customer or None,
-            status=filters.status or None,
-            created_from=filters.created_from,
-            created_to=filters.created_to,
-            limit=100_000,
-            starting_after=None,
-        )
-        return Response(
-            billing.invoices_csv(found),
-            media_type="text/csv",
+        return Stream(
+            billing.invoices_csv(
+                customer_id=filters.customer or None,
+                status=filters.status or None,
+                created_from=filters.created_from,
+                created_to=filters.created_to,
+            ),
+            media_type="text/csv; charset=utf-8",
             headers={
                 **HEADERS,
                 "Content-Disposition": f'attachment; filename="{_csv_name(filters)}"',
@@ -410,7 +402,9 @@ class FinancePage(Controller):
         operation_id="financeIncident",
         summary="One incident and its SLA ledger",
     )
-    async def incident(self, incident_id: str, session: sessions.Session) -> Template:
+    async def incident(
+        self, incident_id: FromPath[str], session: NamedDependency[sessions.Session]
+    ) -> Template:
         """The incident a credit or refund was paid for: its deadline, outcome and the SLA
         event ledger."""
         found = await sla.get_incident(incident_id)
