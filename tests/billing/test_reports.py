@@ -104,6 +104,12 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
         ("fast_track", "fast_track"): unit,
     }
 
+    # Worth-it shows the plan's net revenue next to its SLA figures.
+    worth = await client.get("/v1/reports/worth-it", headers=finance_headers, params=WIDE)
+    tiers = {x["tier"]: x for x in worth.json()["rows"]}
+    assert tiers["business"]["revenue"] == [{"amount": 34900, "currency": "usd"}]
+    assert tiers["standard"]["revenue"] == []
+
     # The export: one row per invoice with the same net, parsed by the csv module.
     exported = await client.get(
         "/v1/invoices/export.csv", headers=finance_headers, params={"customer_id": customer["id"]}
@@ -240,3 +246,142 @@ async def test_bad_report_and_export_input_is_problem_json_and_roles_hold(
         assert r.status_code == 403, (path, r.text)
     for path in ("/v1/reports/sla", "/v1/reports/sla/export.csv"):
         assert (await client.get(path, headers=helpdesk_headers, params=WIDE)).status_code == 200
+
+
+async def _plan(code: str, currency: str, monthly: int, annual: int) -> str:
+    from billing.tables import Plan
+
+    plan_id = f"plan_{code}"
+    await Plan.insert(
+        Plan(
+            id=plan_id,
+            code=code,
+            version=1,
+            name=code,
+            currency=currency,
+            monthly_price=monthly,
+            annual_price=annual,
+            targets={},
+        )
+    )
+    return plan_id
+
+
+async def test_mrr_by_plan_and_movement_on_hand_built_history(
+    client: httpx.AsyncClient, finance_headers: dict[str, str], clean_db: None
+) -> None:
+    from datetime import UTC, datetime
+
+    from billing.tables import SubscriptionHistory
+
+    alpha = await _plan("alpha", "usd", 10000, 100000)
+    beta = await _plan("beta", "usd", 30000, 300000)
+    gamma = await _plan("gamma", "eur", 5000, 50000)
+
+    def at(month: int, day: int, year: int = 2026) -> datetime:
+        return datetime(year, month, day, tzinfo=UTC)
+
+    history = [
+        # (subscription, from, plan, status, interval)
+        ("s1", at(12, 1, 2025), alpha, "active", "month"),  # unchanged
+        ("s2", at(2, 1), alpha, "active", "year"),  # new, annual: 100000 / 12
+        ("s3", at(3, 1), beta, "trialing", "month"),  # shown apart
+        ("s4", at(11, 1, 2025), beta, "active", "month"),
+        ("s4", at(3, 10), beta, "past_due", "month"),  # leaves active MRR, shown apart
+        ("s5", at(12, 1, 2025), alpha, "active", "month"),
+        ("s5", at(2, 20), alpha, "canceled", "month"),  # churn
+        ("s6", at(12, 1, 2025), alpha, "active", "month"),
+        ("s6", at(2, 10), beta, "active", "month"),  # expansion
+        ("s7", at(12, 1, 2025), beta, "active", "month"),
+        ("s7", at(2, 10), alpha, "active", "month"),  # contraction
+        ("s8", at(1, 1), gamma, "active", "month"),  # another currency, never summed
+        ("s9", at(3, 20), alpha, "active", "month"),  # after the instant
+    ]
+    await SubscriptionHistory.insert(
+        *(
+            SubscriptionHistory(
+                id=f"subh_{n:02d}",
+                subscription_id=sub,
+                customer_id="cust_x",
+                effective_at=when,
+                plan_id=plan,
+                status=status,
+                interval=interval,
+            )
+            for n, (sub, when, plan, status, interval) in enumerate(history)
+        )
+    )
+    r = await client.get(
+        "/v1/reports/mrr",
+        headers=finance_headers,
+        params={"at": "2026-03-15T00:00:00Z", "from": "2026-01-15T00:00:00Z"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    rows = {
+        (x["plan"], x["currency"]): (
+            x["active"],
+            x["mrr"]["amount"],
+            x["trialing"],
+            x["trialing_mrr"]["amount"],
+            x["past_due"],
+            x["past_due_mrr"]["amount"],
+        )
+        for x in body["rows"]
+    }
+    assert rows == {
+        ("alpha", "usd"): (3, 10000 + 8333 + 10000, 0, 0, 0, 0),
+        ("beta", "usd"): (1, 30000, 1, 30000, 1, 30000),
+        ("gamma", "eur"): (1, 5000, 0, 0, 0, 0),
+    }
+    assert [(t["currency"], t["mrr"]["amount"]) for t in body["totals"]] == [
+        ("eur", 5000),
+        ("usd", 58333),
+    ]
+    moved = {
+        m["currency"]: {
+            k: m[k]["amount"]
+            for k in ("start_mrr", "new", "expansion", "contraction", "churn", "end_mrr")
+        }
+        for m in body["movement"]
+    }
+    assert moved == {
+        "eur": {
+            "start_mrr": 5000,
+            "new": 0,
+            "expansion": 0,
+            "contraction": 0,
+            "churn": 0,
+            "end_mrr": 5000,
+        },
+        "usd": {
+            "start_mrr": 90000,
+            "new": 8333,
+            "expansion": 20000,
+            "contraction": 20000,
+            "churn": 40000,
+            "end_mrr": 58333,
+        },
+    }
+    # Without `from`, no movement; the CSV has the same rows.
+    plain = (
+        await client.get(
+            "/v1/reports/mrr", headers=finance_headers, params={"at": "2026-03-15T00:00:00Z"}
+        )
+    ).json()
+    assert plain["movement"] == [] and plain["rows"] == body["rows"]
+    exported = await client.get(
+        "/v1/reports/mrr/export.csv", headers=finance_headers, params={"at": "2026-03-15T00:00Z"}
+    )
+    assert exported.status_code == 400  # RFC 3339 wants the seconds
+    exported = await client.get(
+        "/v1/reports/mrr/export.csv",
+        headers=finance_headers,
+        params={"at": "2026-03-15T00:00:00Z"},
+    )
+    lines = list(csv.DictReader(io.StringIO(exported.text)))
+    assert {(x["plan"], x["currency"], x["mrr"], x["mrr_decimal"]) for x in lines} == {
+        ("alpha", "usd", "28333", "283.33"),
+        ("beta", "usd", "30000", "300.00"),
+        ("gamma", "eur", "5000", "50.00"),
+    }
