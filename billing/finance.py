@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from billing import schemas
 from billing.exceptions import InvoiceNotFound
 from billing.tables import CreditNote, Invoice
-from common.db import engine
+from common.db import connection
 from common.money import Money, to_decimal
 
 
@@ -187,7 +184,7 @@ async def invoices_csv(
     writer.writerow(CSV_HEADER)
     yield out.getvalue().encode()
     args = (customer_id, status, created_from, created_to)
-    async with _connection() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+    async with connection() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         pending = 0
         out.seek(0)
         out.truncate()
@@ -204,21 +201,6 @@ async def invoices_csv(
                 pending = 0
         if pending:
             yield out.getvalue().encode()
-
-
-@contextlib.asynccontextmanager
-async def _connection() -> AsyncIterator[Any]:
-    """A connection of the shared pool (or a connection of its own outside a server)."""
-    db = engine()
-    if db.pool is not None:
-        async with db.pool.acquire() as conn:
-            yield conn
-        return
-    conn = await asyncpg.connect(db.config["dsn"])
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 def rows_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[bytes]:
