@@ -188,22 +188,37 @@ def report_window(filters: Filters, now: datetime) -> tuple[datetime, datetime]:
 # ---------------------------------------------------------------- the revenue chart
 
 
+def months_between(start: datetime, end: datetime) -> list[str]:
+    """The UTC months (``2026-11``) that ``[start, end)`` touches, in order."""
+    first = start.astimezone(UTC)
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)) if end > start else first
+    year, month, labels = first.year, first.month, []
+    while (year, month) <= (last.year, last.month):
+        labels.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return labels
+
+
 def revenue_charts(report: schemas.RevenueReport) -> list[dict[str, Any]]:
-    """One chart per currency (never summed across currencies): net revenue per month."""
+    """One chart per currency (never summed across currencies): net revenue per month of
+    the window, a month without any shown as zero."""
     by_currency: dict[str, dict[str, int]] = {}
     for row in report.rows:
         months = by_currency.setdefault(row.currency, {})
         months[row.group] = months.get(row.group, 0) + row.net.amount
+    window = months_between(report.start, report.end)
     charts = []
     for currency, months in sorted(by_currency.items()):
-        bars = [Bar(label=m, value=v) for m, v in sorted(months.items())]
+        labels = sorted({*window, *months})
+        bars = [Bar(label=m, value=months.get(m, 0)) for m in labels]
         svg = bar_chart(
             f"Net revenue by month ({currency.upper()})",
             bars,
             functools.partial(_amount_in, currency),
             chart_id=f"revenue-{currency}",
         )
-        charts.append({"currency": currency, "svg": Markup(svg), "bars": bars})  # noqa: S704 - built by api.charts, every datum escaped there
+        # Markup: built by api.charts, which escapes every datum it writes.
+        charts.append({"currency": currency, "svg": Markup(svg), "bars": bars})  # noqa: S704
     return charts
 
 

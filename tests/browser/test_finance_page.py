@@ -239,7 +239,7 @@ async def _check_reports(page: Page) -> None:
     bar = chart.locator(f'g.bar[data-label="{month}"]')
     # 499.00 + 99.00 paid, less the 24.95 credit note.
     assert await bar.get_attribute("data-value") == "57305"
-    assert "573.05 USD" in await bar.locator("text.value").inner_text()
+    assert await bar.locator("text.value").text_content() == "573.05 USD"
     revenue = await _rows(page, "revenue")
     assert revenue and all(row[0] == month for row in revenue)
     attainment = {(r[0], r[1]): r for r in await _rows(page, "sla-attainment")}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from api.charts import Bar, bar_chart
-from api.routes.finance_page import amount_text, parse_filters, report_window
+from api.routes.finance_page import amount_text, months_between, parse_filters, report_window
 from common import apikeys
 from common.clock import frozen, utcnow
 from common.tables import FinanceSession
@@ -309,3 +309,19 @@ def test_the_chart_is_svg_with_every_value_written_and_escaped() -> None:
     assert 'data-label="2026-10" data-value="57305"' in svg
     assert ">573.05 USD</text>" in svg and ">-24.95 USD</text>" in svg
     assert "<b>" not in svg and "&lt;b&gt;" in svg
+    assert "<title>&lt;b&gt;: 0.00 USD</title>" in svg  # a zero bar says so on hover only
+
+
+def test_the_chart_has_a_bar_for_every_month_of_the_window() -> None:
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    assert months_between(at("2025-12-01T00:00:00+00:00"), at("2026-03-01T00:00:00+00:00")) == [
+        "2025-12",
+        "2026-01",
+        "2026-02",
+    ]
+    assert months_between(at("2026-11-30T00:00:00+00:00"), at("2026-12-01T00:00:01+00:00")) == [
+        "2026-11",
+        "2026-12",
+    ]
