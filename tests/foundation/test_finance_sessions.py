@@ -325,3 +325,11 @@ def test_the_chart_has_a_bar_for_every_month_of_the_window() -> None:
         "2026-11",
         "2026-12",
     ]
+
+
+async def test_an_unknown_incident_is_a_404_page(client: httpx.AsyncClient) -> None:
+    cookie = await _signed_in(client)
+    r = await client.get("/finance/incidents/inc_nope", headers=_with(cookie))
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert "no incident inc_nope" in r.text
