@@ -47,7 +47,8 @@ SELECT tier, priority,
 # What business time to first response needs: the calendar counts it, SQL cannot.
 _RESPONSES_SQL = """
 SELECT tier, priority, coverage, (entitlement -> 'calendar')::text AS calendar,
-       opened_at, first_response_at, pauses
+       opened_at, first_response_at, pauses::text AS pauses,
+       extract(epoch FROM first_response_at - opened_at) / 60 AS wall
   FROM incident
  WHERE opened_at >= $1 AND opened_at < $2 AND first_response_at IS NOT NULL
 """
@@ -105,14 +106,21 @@ async def _business_minutes(
     out: dict[tuple[str, str | None], list[float]] = {}
     async with conn.transaction(readonly=True):
         async for r in conn.cursor(_RESPONSES_SQL, start, end, prefetch=2000):
-            try:
-                schedule = schedules.get(r["coverage"], r["calendar"])
-            except (InvalidCalendar, msgspec.ValidationError, msgspec.DecodeError):
-                continue  # a calendar that no longer builds: wall time still counts it
-            counted = business_time_between(
-                r["opened_at"], r["first_response_at"], schedule, _pauses(r["pauses"])
-            )
-            minutes = counted.total_seconds() / 60
+            pauses = r["pauses"]
+            if r["coverage"] == "24x7" and pauses == "[]":
+                minutes = float(r["wall"])  # every minute counts and none was paused
+            else:
+                try:
+                    schedule = schedules.get(r["coverage"], r["calendar"])
+                except (InvalidCalendar, msgspec.ValidationError, msgspec.DecodeError):
+                    continue  # a calendar that no longer builds: wall time still counts it
+                counted = business_time_between(
+                    r["opened_at"],
+                    r["first_response_at"],
+                    schedule,
+                    _pauses(pauses) if pauses != "[]" else (),
+                )
+                minutes = counted.total_seconds() / 60
             out.setdefault((r["tier"], r["priority"]), []).append(minutes)
             out.setdefault((r["tier"], None), []).append(minutes)
     return out

@@ -385,3 +385,40 @@ async def test_mrr_by_plan_and_movement_on_hand_built_history(
         ("beta", "usd", "30000", "300.00"),
         ("gamma", "eur", "5000", "50.00"),
     }
+
+
+async def test_invoice_export_is_written_in_chunks_from_a_cursor(
+    clean_db: None, monkeypatch: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from billing import finance
+    from billing import service as billing
+
+    base = datetime(2026, 5, 1, tzinfo=UTC)
+    await Invoice.insert(
+        *(
+            Invoice(
+                id=f"inv_{i:05d}",
+                stripe_invoice_id=f"in_{i:05d}",
+                status="paid",
+                currency="usd",
+                total=100,
+                amount_paid=100,
+                created=base + timedelta(minutes=i),
+            )
+            for i in range(250)
+        )
+    )
+    monkeypatch.setattr(finance, "EXPORT_PREFETCH", 100)
+    chunks = [
+        c
+        async for c in billing.invoices_csv(
+            customer_id=None, status=None, created_from=None, created_to=None
+        )
+    ]
+    # The header, then one chunk per 100 rows as the cursor yields them: never one list.
+    assert [c.count(b"\n") for c in chunks] == [1, 100, 100, 50]
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
+    assert [r["id"] for r in rows] == [f"inv_{i:05d}" for i in range(249, -1, -1)]
+    assert {r["net_decimal"] for r in rows} == {"1.00"}
