@@ -1,13 +1,16 @@
 """The finance review page (``/finance``): server-rendered HTML over the finance services.
 
-Signed into with a finance or admin key exchanged for a session cookie (``api.sessions``);
-plain forms and links, so everything but nothing less works with JavaScript off (the
-revenue chart is SVG drawn here). Every asset is served by the service itself. Not part of
-the OpenAPI document: it is a page for people, not an operation for programs.
+Two sections: invoices and credits (``/finance``, quick: keyset pages of the mirror) and
+revenue and SLA (``/finance/reports``, the year's reports, slower). Signed into with a
+finance or admin key exchanged for a session cookie (``api.sessions``); plain forms and
+links, so all of it works with JavaScript off (the revenue chart is SVG drawn here). Every
+asset is served by the service itself. Not in the OpenAPI document: pages for people, not
+operations for programs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Sequence
@@ -338,47 +341,70 @@ class FinancePage(Controller):
             cookies=[sessions.cleared_cookie(request)],
         )
 
-    @get(operation_id="financeOverview", summary="Invoices, revenue, credits and SLA figures")
-    async def overview(
+    @get(operation_id="financeInvoices", summary="Invoices, service credits and credit notes")
+    async def invoices(
         self, request: Request[Any, Any, Any], session: NamedDependency[sessions.Session]
     ) -> Template:
-        """Invoices with their filters, pages and CSV download; net revenue by month as a
-        chart; service credits and refunds with their incidents; credit notes; SLA
-        attainment and the 'worth it' comparison, over the filter's window."""
+        """Invoices with their filters, pages and CSV download; service credits and refunds
+        with their incidents; credit notes (the customer filter applies to all three)."""
         filters = parse_filters(dict(request.query_params))
         context: dict[str, Any] = {
             "session": session,
+            "section": "invoices",
             "filters": filters,
             "statuses": INVOICE_STATUSES,
         }
         if filters.errors:
-            return _page("finance/overview.html.j2", context, 400)
+            return _page("finance/invoices.html.j2", context, 400)
+        customer = filters.customer or None
         invoices, more = await billing.list_invoices(
-            customer_id=filters.customer or None,
+            customer_id=customer,
             status=filters.status or None,
             created_from=filters.created_from,
             created_to=filters.created_to,
             limit=filters.limit,
             starting_after=filters.after or None,
         )
-        start, end = report_window(filters, utcnow())
-        credits, _ = await billing.list_credits(filters.customer or None, LIST_SIZE, None)
-        notes, _ = await billing.list_credit_notes(filters.customer or None, LIST_SIZE, None)
-        revenue = await billing.revenue_report(start=start, end=end, group_by="month")
+        credits, _ = await billing.list_credits(customer, LIST_SIZE, None)
+        notes, _ = await billing.list_credit_notes(customer, LIST_SIZE, None)
         context.update(
             invoices=invoices,
             next_url=f"/finance?{filters.query(after=invoices[-1].id)}" if more else None,
             first_url=f"/finance?{filters.query()}" if filters.after else None,
             csv_url=f"/finance/invoices.csv?{filters.query()}",
+            credits=credits,
+            credit_notes=notes,
+        )
+        return _page("finance/invoices.html.j2", context)
+
+    @get("/reports", operation_id="financeReports", summary="Revenue by month, SLA, worth it")
+    async def reports(
+        self, request: Request[Any, Any, Any], session: NamedDependency[sessions.Session]
+    ) -> Template:
+        """Net revenue by month as a chart (and its table), SLA attainment per tier and
+        priority and the 'worth it' comparison, over the window's days (else the twelve UTC
+        months up to this one), for every customer."""
+        given = dict(request.query_params)
+        filters = parse_filters({k: given[k] for k in ("from", "to") if k in given})
+        context: dict[str, Any] = {"session": session, "section": "reports", "filters": filters}
+        if filters.errors:
+            return _page("finance/reports.html.j2", context, 400)
+        start, end = report_window(filters, utcnow())
+        # Independent reads, each on its own pooled connection: what waits on PostgreSQL
+        # overlaps (the Python parts of the SLA reports still take turns).
+        revenue, sla_report, worth_it = await asyncio.gather(
+            billing.revenue_report(start=start, end=end, group_by="month"),
+            sla.sla_report(start=start, end=end),
+            sla.worth_it_report(start=start, end=end),
+        )
+        context.update(
             window=(start, end),
             charts=revenue_charts(revenue),
             revenue=revenue,
-            credits=credits,
-            credit_notes=notes,
-            sla=await sla.sla_report(start=start, end=end),
-            worth_it=await sla.worth_it_report(start=start, end=end),
+            sla=sla_report,
+            worth_it=worth_it,
         )
-        return _page("finance/overview.html.j2", context)
+        return _page("finance/reports.html.j2", context)
 
     @get(
         "/invoices.csv",
@@ -426,7 +452,7 @@ class FinancePage(Controller):
         events, _ = await sla.list_events(incident_id, limit=100)
         return _page(
             "finance/incident.html.j2",
-            {"session": session, "incident": found, "events": events},
+            {"session": session, "section": "invoices", "incident": found, "events": events},
         )
 
 

@@ -77,8 +77,12 @@ async def test_a_finance_key_opens_a_session_cookie_with_safe_flags(
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-store"
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for table in ("invoices", "service-credits", "credit-notes", "sla-attainment", "worth-it"):
+    for table in ("invoices", "service-credits", "credit-notes"):
         assert f'<table id="{table}">' in page.text
+    reports = await client.get("/finance/reports", headers=_with(cookie.value))
+    assert reports.status_code == 200, reports.text
+    for table in ("revenue", "sla-attainment", "worth-it"):
+        assert f'<table id="{table}">' in reports.text
     assert "page finance (finance)" in page.text
     assert key not in caplog.text and cookie.value not in caplog.text  # never logged
 
@@ -150,7 +154,7 @@ async def test_the_key_is_read_from_the_form_only_never_from_the_url(
 async def test_pages_without_a_live_session_send_you_to_the_sign_in_form(
     client: httpx.AsyncClient, clean_db: None
 ) -> None:
-    for path in ("/finance", "/finance/invoices.csv", "/finance/incidents/inc_x"):
+    for path in ("/finance", "/finance/reports", "/finance/invoices.csv", "/finance/incidents/x"):
         for headers in ({}, _with("forged"), _with("")):
             r = await client.get(path, headers=headers)
             assert r.status_code == 303, (path, r.text)
@@ -268,6 +272,11 @@ async def test_bad_filters_are_400_and_list_nothing(client: httpx.AsyncClient) -
         assert '<table id="invoices">' not in r.text
         r = await client.get(f"/finance/invoices.csv?{query}", headers=_with(cookie))
         assert r.status_code == 400, query
+    for query in ("from=2026-13-01", "from=2026-11-02&to=2026-11-01", "to=soon"):
+        r = await client.get(f"/finance/reports?{query}", headers=_with(cookie))
+        assert r.status_code == 400, query
+        assert 'role="alert"' in r.text
+        assert '<table id="sla-attainment">' not in r.text
 
 
 def test_filters_read_days_as_utc_with_the_last_day_included() -> None:
