@@ -50,14 +50,15 @@ def window(
 ) -> tuple[datetime, datetime]:
     """A half-open interval ``[start, end)`` a request asks about, in UTC.
 
-    ``start`` not before ``end`` is ``BadRequest`` (400: the query cannot mean anything).
+    ``start`` not before ``end`` is ``InvalidRequest`` (422): each is a well-formed time the
+    schema admits, and the pair is refused by a rule the schema cannot state.
     """
-    from common.errors import BadRequest, InvalidRequest
+    from common.errors import InvalidRequest
 
     for value, field in ((start, start_field), (end, end_field)):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidRequest(f"{field} must carry a timezone offset (RFC 3339)", field=field)
     s, e = start.astimezone(UTC), end.astimezone(UTC)
     if s >= e:
-        raise BadRequest(f"{start_field} must be before {end_field}", field=start_field)
+        raise InvalidRequest(f"{start_field} must be before {end_field}", field=start_field)
     return s, e

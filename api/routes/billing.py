@@ -44,7 +44,7 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """``from``/``to`` of a finance list: each aware, and ``from`` before ``to`` (else 400)."""
+    """``from``/``to`` of a finance list: each aware, and ``from`` before ``to`` (else 422)."""
     start, end = _aware(start, "from"), _aware(end, "to")
     if start is not None and end is not None:
         return window(start, end)
@@ -385,7 +385,7 @@ class InvoiceController(Controller):
         starting_after: FromQuery[str | None] = None,
     ) -> Page[schemas.InvoiceView]:
         """Mirrored invoices, newest first (keyset pages), created in `[from, to)` when
-        given; an unknown `status` is 400, and so is a `from` not before `to`."""
+        given; an unknown `status` is 400, a `from` not before `to` 422."""
         start, end = _range(created_from, created_to)
         found, more = await billing.list_invoices(
             customer_id=customer_id,

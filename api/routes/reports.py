@@ -5,7 +5,7 @@ keys too); a report is a call and a return."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from litestar import Controller, get
@@ -21,13 +21,18 @@ from sla import schemas as sla_schemas
 from sla import service as sla
 
 From = Annotated[
-    datetime,
-    QueryParameter(name="from", description="RFC 3339 with an offset; included"),
+    datetime | None,
+    QueryParameter(
+        name="from", description="RFC 3339 with an offset; included (default: 30 days before `to`)"
+    ),
 ]
 To = Annotated[
-    datetime,
-    QueryParameter(name="to", description="RFC 3339 with an offset; excluded, after `from`"),
+    datetime | None,
+    QueryParameter(
+        name="to", description="RFC 3339 with an offset; excluded, after `from` (default: now)"
+    ),
 ]
+DEFAULT_SPAN = timedelta(days=30)
 Since = Annotated[
     datetime | None,
     QueryParameter(
@@ -55,6 +60,12 @@ def _csv(source: Iterator[bytes] | AsyncIterator[bytes], filename: str) -> Strea
     )
 
 
+def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """``[from, to)``: ``to`` defaults to now, ``from`` to 30 days before ``to``."""
+    end = utcnow() if end is None else end
+    return window(end - DEFAULT_SPAN if start is None else start, end)
+
+
 def _mrr_instants(at: datetime | None, since: datetime | None) -> tuple[datetime, datetime | None]:
     instant = utcnow() if at is None else past_instant(at, field="at")
     if since is None:
@@ -74,7 +85,7 @@ class ReportController(Controller):
         summary="Revenue by month or plan: invoiced, paid, refunded, credited, net",
     )
     async def revenue(
-        self, start: From, end: To, group_by: GroupBy = "month"
+        self, start: From = None, end: To = None, group_by: GroupBy = "month"
     ) -> schemas.RevenueReport:
         """Income in `[from, to)` per group (a UTC month, or a plan) and line
         (`subscriptions`: invoices; `fast_track`: one-off purchases), in each currency,
@@ -82,9 +93,9 @@ class ReportController(Controller):
         creation time (as `/v1/invoices` filters them) and purchases by payment time;
         `refunded` and `credited` count refunds and credit notes by their own creation
         time; `net` is paid - refunded - credited; `service_credits` is the part of those
-        that SLA service credits paid. `totals` has one entry per currency. 400 when
+        that SLA service credits paid. `totals` has one entry per currency. 422 when
         `from` is not before `to`."""
-        s, e = window(start, end)
+        s, e = _window(start, end)
         return await billing.revenue_report(start=s, end=e, group_by=group_by)
 
     @get(
@@ -93,10 +104,12 @@ class ReportController(Controller):
         summary="The revenue report as CSV (amounts in minor units and as decimals)",
         media_type="text/csv",
     )
-    async def revenue_csv(self, start: From, end: To, group_by: GroupBy = "month") -> Stream:
+    async def revenue_csv(
+        self, start: From = None, end: To = None, group_by: GroupBy = "month"
+    ) -> Stream:
         """The rows of `GET /v1/reports/revenue` with the same parameters, one CSV line
         each; every amount in minor units and again as a decimal of its currency."""
-        s, e = window(start, end)
+        s, e = _window(start, end)
         report = await billing.revenue_report(start=s, end=e, group_by=group_by)
         return _csv(billing.revenue_csv(report), "revenue.csv")
 
@@ -135,12 +148,12 @@ class ReportController(Controller):
         opt=HELPDESK_OR_FINANCE,
         summary="SLA attainment per tier and priority, first-response median and p95",
     )
-    async def sla_report(self, start: From, end: To) -> sla_schemas.SlaReport:
+    async def sla_report(self, start: From = None, end: To = None) -> sla_schemas.SlaReport:
         """Incidents opened in `[from, to)` per tier (the one they were opened under) and
         priority: how many, achieved, breached, still open, attainment % (achieved of
         decided), the median and p95 time to first response in wall-clock and in business
         minutes, and the service credits paid (per currency). Helpdesk keys too."""
-        s, e = window(start, end)
+        s, e = _window(start, end)
         return await sla.sla_report(start=s, end=e)
 
     @get(
@@ -150,9 +163,9 @@ class ReportController(Controller):
         summary="The SLA report as CSV",
         media_type="text/csv",
     )
-    async def sla_csv(self, start: From, end: To) -> Stream:
+    async def sla_csv(self, start: From = None, end: To = None) -> Stream:
         """The rows of `GET /v1/reports/sla` with the same window, one CSV line each."""
-        s, e = window(start, end)
+        s, e = _window(start, end)
         return _csv(sla.sla_csv(await sla.sla_report(start=s, end=e)), "sla.csv")
 
     @get(
@@ -160,11 +173,11 @@ class ReportController(Controller):
         operation_id="getWorthItReport",
         summary="Is premium worth it: per tier revenue, credits, attainment, first response",
     )
-    async def worth_it(self, start: From, end: To) -> sla_schemas.WorthItReport:
+    async def worth_it(self, start: From = None, end: To = None) -> sla_schemas.WorthItReport:
         """Per tier over `[from, to)`, side by side with `standard`: net revenue of its
         subscriptions, service credits paid, attainment and median first response, and how
         much better than `standard` it did (attainment points, first-response speed-up)."""
-        s, e = window(start, end)
+        s, e = _window(start, end)
         return await sla.worth_it_report(start=s, end=e)
 
     @get(
@@ -173,9 +186,9 @@ class ReportController(Controller):
         summary="The worth-it table as CSV",
         media_type="text/csv",
     )
-    async def worth_it_csv(self, start: From, end: To) -> Stream:
+    async def worth_it_csv(self, start: From = None, end: To = None) -> Stream:
         """The rows of `GET /v1/reports/worth-it` with the same window, one CSV line each."""
-        s, e = window(start, end)
+        s, e = _window(start, end)
         return _csv(sla.worth_it_csv(await sla.worth_it_report(start=s, end=e)), "worth-it.csv")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -202,35 +203,55 @@ async def test_bad_report_and_export_input_is_problem_json_and_roles_hold(
     helpdesk_headers: dict[str, str],
     clean_db: None,
 ) -> None:
+    # Not the operation's schema: 400.
     bad = [
-        ("/v1/reports/revenue", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
-        ("/v1/reports/revenue", {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
         ("/v1/reports/revenue", {**WIDE, "group_by": "week"}),
         ("/v1/reports/revenue", {"from": "2026-01-01", "to": "2026-02-01T00:00:00Z"}),
         ("/v1/reports/revenue", {"from": "yesterday", "to": "2026-02-01T00:00:00Z"}),
-        ("/v1/reports/revenue", {"to": "2026-02-01T00:00:00Z"}),
         ("/v1/reports/revenue/export.csv", {**WIDE, "group_by": "plans"}),
-        ("/v1/reports/sla", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
         ("/v1/reports/sla", {"from": "2026-01-01T00:00:00", "to": "2026-02-01T00:00:00Z"}),
-        ("/v1/reports/mrr", {"at": "2026-01-01T00:00:00Z", "from": "2026-02-01T00:00:00Z"}),
+        ("/v1/reports/sla", {"from": "2026-01-01T00:00:00Z", "to": "2126-02-01T00:00:00Z"}),
         ("/v1/reports/mrr", {"at": "not-a-time"}),
         ("/v1/invoices", {"status": "bogus"}),
         ("/v1/invoices/export.csv", {"status": "bogus"}),
-        ("/v1/invoices", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
-        ("/v1/invoices/export.csv", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
         ("/v1/invoices", {"limit": "0"}),
         ("/v1/invoices", {"limit": "1000"}),
         ("/v1/credit-notes", {"limit": "0"}),
     ]
+    # Valid times the pair of which a rule refuses (`from` not before `to`): 422.
+    refused = [
+        ("/v1/reports/revenue", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+        (
+            "/v1/reports/revenue",
+            {"from": "2026-01-01T01:00:00+01:00", "to": "2026-01-01T00:00:00Z"},
+        ),
+        ("/v1/reports/sla", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+        ("/v1/reports/worth-it", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+        ("/v1/reports/mrr", {"at": "2026-01-01T00:00:00Z", "from": "2026-02-01T00:00:00Z"}),
+        ("/v1/reports/mrr", {"at": "2099-01-01T00:00:00Z"}),  # the future is not known yet
+        ("/v1/invoices", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+        ("/v1/invoices/export.csv", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+    ]
+    # Without from/to: the 30 days up to now.
+    default = (await client.get("/v1/reports/revenue", headers=finance_headers)).json()
+    span = datetime.fromisoformat(default["to"]) - datetime.fromisoformat(default["from"])
+    assert span == timedelta(days=30)
+    only_to = await client.get(
+        "/v1/reports/sla", headers=finance_headers, params={"to": "2026-02-01T00:00:00+01:00"}
+    )
+    assert (only_to.json()["from"], only_to.json()["to"]) == (
+        "2026-01-01T23:00:00Z",
+        "2026-01-31T23:00:00Z",
+    )
+    for path, params in refused:
+        r = await client.get(path, headers=finance_headers, params=params)
+        assert r.status_code == 422, (path, params, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json"), path
     for path, params in bad:
         r = await client.get(path, headers=finance_headers, params=params)
         assert r.status_code == 400, (path, params, r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/problem+json"), path
         assert r.json()["status"] == 400
-    future = await client.get(
-        "/v1/reports/mrr", headers=finance_headers, params={"at": "2099-01-01T00:00:00Z"}
-    )
-    assert future.status_code == 422
     # Finance reads and never writes; helpdesk reads the SLA report, never money.
     assert (await client.post("/v1/customers", headers=finance_headers, json={})).status_code == 403
     assert (await client.post("/v1/plans", headers=finance_headers, json={})).status_code == 403
