@@ -112,6 +112,13 @@ class Filters:
     after: str = ""
     limit: int = PAGE_SIZE
     errors: dict[str, str] = field(default_factory=dict)
+    # Well-formed but refused by a rule (``to`` before ``from``): 422, as in the API;
+    # anything that cannot be read at all is 400.
+    rule_errors: frozenset[str] = frozenset()
+
+    @property
+    def error_status(self) -> int:
+        return 422 if set(self.errors) <= self.rule_errors else 400
 
     @property
     def created_from(self) -> datetime | None:
@@ -159,8 +166,10 @@ def parse_filters(params: dict[str, str]) -> Filters:
         errors["status"] = f"status must be one of {', '.join(INVOICE_STATUSES)}"
     start = _day(params.get("from"), "from", errors)
     end = _day(params.get("to"), "to", errors)
+    rules: frozenset[str] = frozenset()
     if start and end and start > end:
         errors["to"] = "'to' must not be before 'from'"
+        rules = frozenset({"to"})
     limit = PAGE_SIZE
     raw_limit = params.get("limit", "")
     if raw_limit:
@@ -171,7 +180,7 @@ def parse_filters(params: dict[str, str]) -> Filters:
     after = params.get("after", "").strip()
     if len(after) > 100:
         errors["after"] = "not a page of this list"
-    return Filters(customer, status, start, end, after, limit, errors)
+    return Filters(customer, status, start, end, after, limit, errors, rules)
 
 
 def report_window(filters: Filters, now: datetime) -> tuple[datetime, datetime]:
@@ -234,6 +243,8 @@ def _page(name: str, context: dict[str, Any], status_code: int = 200, **extra: A
         context={"static": STATIC_PATH, **context},
         status_code=status_code,
         headers=HEADERS,
+        # Said outright: the CSV route's own media type would otherwise label its error page.
+        media_type="text/html; charset=utf-8",
         **extra,
     )
 
@@ -355,7 +366,7 @@ class FinancePage(Controller):
             "statuses": INVOICE_STATUSES,
         }
         if filters.errors:
-            return _page("finance/invoices.html.j2", context, 400)
+            return _page("finance/invoices.html.j2", context, filters.error_status)
         customer = filters.customer or None
         invoices, more = await billing.list_invoices(
             customer_id=customer,
@@ -388,7 +399,7 @@ class FinancePage(Controller):
         filters = parse_filters({k: given[k] for k in ("from", "to") if k in given})
         context: dict[str, Any] = {"session": session, "section": "reports", "filters": filters}
         if filters.errors:
-            return _page("finance/reports.html.j2", context, 400)
+            return _page("finance/reports.html.j2", context, filters.error_status)
         start, end = report_window(filters, utcnow())
         # Independent reads, each on its own pooled connection: what waits on PostgreSQL
         # overlaps (the Python parts of the SLA reports still take turns).
@@ -422,7 +433,7 @@ class FinancePage(Controller):
             return _page(
                 "finance/error.html.j2",
                 {"title": "Bad filter", "detail": "; ".join(filters.errors.values())},
-                400,
+                filters.error_status,
             )
         return Stream(
             billing.invoices_csv(
