@@ -90,6 +90,9 @@ async def test_a_finance_key_opens_a_session_cookie_with_safe_flags(
 async def test_an_admin_key_may_sign_in_too(client: httpx.AsyncClient) -> None:
     cookie = await _signed_in(client, "admin")
     assert (await client.get("/finance", headers=_with(cookie))).status_code == 200
+    # Signed in already: the form sends you on to the page.
+    r = await client.get("/finance/sign-in", headers=_with(cookie))
+    assert (r.status_code, r.headers["location"]) == (303, "/finance")
 
 
 @pytest.mark.parametrize(
@@ -354,3 +357,28 @@ async def test_an_unknown_incident_is_a_404_page(client: httpx.AsyncClient) -> N
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
     assert "no incident inc_nope" in r.text
+
+
+async def test_mirrored_text_is_escaped_and_only_web_urls_are_linked(
+    client: httpx.AsyncClient,
+) -> None:
+    from billing.tables import Invoice
+
+    await Invoice.insert(
+        Invoice(
+            id="inv_x1",
+            stripe_invoice_id="in_x1",
+            customer_id="cust_x",
+            number="<script>alert(1)</script>",
+            status="open",
+            currency="usd",
+            total=100,
+            created=utcnow(),
+            hosted_invoice_url="javascript:alert(1)",
+        )
+    )
+    cookie = await _signed_in(client)
+    page = (await client.get("/finance", headers=_with(cookie))).text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>" not in page
+    assert "javascript:" not in page
