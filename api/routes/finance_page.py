@@ -320,6 +320,9 @@ class FinancePage(Controller):
             return _sign_in_page(
                 f"A {principal.role} key cannot open the finance page: use a finance key.", 403
             )
+        # A fresh secret every time, and the session this browser had before ends: a
+        # cookie planted before sign-in (session fixation) never becomes a live session.
+        await sessions.end(request.cookies.get(COOKIE, ""))
         secret, _ = await sessions.open_session(principal)
         log.info("finance page session opened for key %s (%s)", principal.key_id, principal.role)
         return Redirect(
@@ -458,7 +461,8 @@ class FinancePage(Controller):
         self, incident_id: FromPath[str], session: NamedDependency[sessions.Session]
     ) -> Template:
         """The incident a credit or refund was paid for: its deadline, outcome and the SLA
-        event ledger."""
+        event ledger. Only what the ledger itself tells (finance may read the ledger, not
+        the helpdesk's incident: no ticket reference, no context)."""
         found = await sla.get_incident(incident_id)
         events, _ = await sla.list_events(incident_id, limit=100)
         return _page(

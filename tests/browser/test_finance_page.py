@@ -75,7 +75,7 @@ async def seed(
     r = await client.post(
         "/v1/incidents",
         headers=helpdesk_headers,
-        json={"customer_id": business, "external_ref": "T-1", "priority": "p1"},
+        json={"customer_id": business, "external_ref": "TICKET-4711", "priority": "p1"},
     )
     assert r.status_code == 201, r.text
     incident = r.json()["id"]
@@ -216,6 +216,7 @@ async def test_finance_signs_in_filters_downloads_the_csv_and_reads_chart_and_ta
             await page.wait_for_url(f"{base}/finance/incidents/{seed.incident}")
             events = [row[1] for row in await _rows(page, "sla-events")]
             assert events[0] == "opened" and "breached" in events and "credit_issued" in events
+            assert "TICKET-4711" not in await page.content()  # the helpdesk's, not finance's
 
             await _check_reports(page)
 

@@ -90,6 +90,14 @@ async def test_a_finance_key_opens_a_session_cookie_with_safe_flags(
 async def test_an_admin_key_may_sign_in_too(client: httpx.AsyncClient) -> None:
     cookie = await _signed_in(client, "admin")
     assert (await client.get("/finance", headers=_with(cookie))).status_code == 200
+    # Signing in again from the same browser ends the session it had: one live session.
+    r = await _sign_in(client, await _key("finance"), **_with(cookie))
+    fresh = _set_cookie(r)["sb_session"].value
+    assert fresh != cookie
+    assert (await client.get("/finance", headers=_with(cookie))).status_code == 303
+    assert (await client.get("/finance", headers=_with(fresh))).status_code == 200
+    assert await FinanceSession.count() == 1
+    cookie = fresh
     # Signed in already: the form sends you on to the page.
     r = await client.get("/finance/sign-in", headers=_with(cookie))
     assert (r.status_code, r.headers["location"]) == (303, "/finance")
