@@ -52,8 +52,7 @@ INVOICE_STATUSES: Final = ("draft", "open", "paid", "uncollectible", "void")
 HEADERS: Final = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
-        "form-action 'self'; base-uri 'none'"
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
