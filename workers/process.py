@@ -35,6 +35,7 @@ from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue
+from workers.jobs import stopping
 from workers.sla_jobs import ClockState, run_clock
 
 log = logging.getLogger("workers.process")
@@ -236,6 +237,7 @@ async def _keep_polling(worker: ServiceWorker) -> None:
             await worker.main()
             return
         except Exception as e:
+            stopping()
             if time.monotonic() - began > 30:
                 delay = 0.25  # it had been running fine: a new outage starts from the top
             log.warning(
@@ -321,9 +323,12 @@ async def serve(settings: Settings | None = None) -> None:
         for w in workers:
             w.allow_pick_jobs = False
         await _finish_running(workers)
-        for task in (*running, watcher, catch_up):
+        tasks = (*running, watcher, catch_up)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*running, watcher, catch_up, return_exceptions=True)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+        if stuck:
+            log.error("tasks ignored their cancellation; stopping without them: %r", stuck)
         with contextlib.suppress(Exception):
             health_file(settings).unlink(missing_ok=True)
         await _close(redis)

@@ -26,7 +26,7 @@ from common.errors import UpstreamUnavailable
 from sla import enforcement
 from sla.enforcement import Check, Tick
 from workers import queue
-from workers.jobs import retry_on_outage
+from workers.jobs import retry_on_outage, stopping
 
 log = logging.getLogger("workers.sla")
 
@@ -72,6 +72,7 @@ async def run_clock(redis: ArqRedis, state: ClockState, *, nap: float = CLOCK_NA
         try:
             tick = await enforcement.tick()
         except Exception as e:  # an outage: the rows are still there, try again soon
+            stopping()
             state.error = repr(e)[:300]
             log.warning("deadline clock could not tick (%r); again in %.2f s", e, backoff)
             await asyncio.sleep(backoff)
