@@ -45,12 +45,14 @@ class ClockState:
     # A fresh process gets the grace period before its first tick counts against it.
     ticked_at: float = field(default_factory=time.monotonic)
     error: str | None = None
+    # A batch came back full: more is due than one tick could take (a burst).
+    behind: bool = False
     breached: int = 0
     warned: int = 0
     escalated: int = 0
 
     def count(self, tick: Tick) -> None:
-        self.ticked_at, self.error = time.monotonic(), None
+        self.ticked_at, self.error, self.behind = time.monotonic(), None, tick.more
         self.breached += tick.breached
         self.warned += tick.warned
         self.escalated += tick.escalated

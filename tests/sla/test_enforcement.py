@@ -404,3 +404,42 @@ async def test_a_clock_whose_rollback_hides_its_cancellation_still_stops(
     clock.cancel()
     done, _ = await asyncio.wait([clock], timeout=2)
     assert clock in done and clock.cancelled()
+
+
+async def test_the_credit_queue_waits_while_the_clock_is_behind(
+    redis: ArqRedis, services: Any, clean_db: None
+) -> None:
+    """A burst of deadlines goes first: the credits' worker takes no job until the clock
+    has caught up, then takes them all."""
+    from workers import runtime
+    from workers import settings as ws
+    from workers.process import ServiceWorker
+
+    clock = sla_jobs.ClockState(behind=True)
+    worker = ServiceWorker(
+        functions=ws.DEADLINE_FUNCTIONS,
+        redis_settings=queue.redis_settings(services.redis_url),
+        queue_name=queue.DEADLINE_QUEUE,
+        on_startup=runtime.startup,
+        on_shutdown=runtime.shutdown,
+        handle_signals=False,
+        burst=True,
+        poll_delay=0,
+        yield_to=clock,
+    )
+    await queue.enqueue_sla_sweep(redis, "held")
+    try:
+        worker._pool = redis
+        worker.ctx["redis"] = redis
+        await worker._poll_iteration()
+        assert worker.jobs_complete == 0 and not worker.tasks
+        assert await redis.zcard(queue.DEADLINE_QUEUE) == 1
+        clock.behind = False
+        await worker._poll_iteration()
+        await asyncio.gather(*worker.tasks.values())
+        await worker._poll_iteration()
+        assert worker.jobs_complete == 1
+        assert worker.allow_pick_jobs
+    finally:
+        worker._pool = None
+        await worker.close()
