@@ -176,31 +176,31 @@ async def invoices_csv(
     """The invoices the list would show, as CSV chunks, read from a server-side cursor.
 
     One row per invoice, newest first; never more than ``EXPORT_PREFETCH`` rows in memory.
-    The connection is held (in one read-only transaction: one consistent snapshot) until
-    the last row is sent.
+    The first chunk (the header and the first rows) comes only once the connection, the
+    snapshot (one read-only repeatable-read transaction) and the first fetch succeeded:
+    a caller that awaits it before answering turns an outage into a 503, not a cut file.
+    The connection is held until the last row is sent (or the client goes away).
     """
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
-    yield out.getvalue().encode()
     args = (customer_id, status, created_from, created_to)
     async with connection() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        pending = 0
-        out.seek(0)
-        out.truncate()
-        async for r in conn.cursor(_EXPORT_SQL, *args, prefetch=EXPORT_PREFETCH):
-            c = r["currency"]
-            writer.writerow(
-                [_cell(r[f]) for f in CSV_FIELDS] + [to_decimal(r[f], c) for f in MONEY_FIELDS]
-            )
-            pending += 1
-            if pending == EXPORT_PREFETCH:
-                yield out.getvalue().encode()
+        cursor = await conn.cursor(_EXPORT_SQL, *args)
+        while True:
+            rows = await cursor.fetch(EXPORT_PREFETCH)
+            for r in rows:
+                c = r["currency"]
+                writer.writerow(
+                    [_cell(r[f]) for f in CSV_FIELDS] + [to_decimal(r[f], c) for f in MONEY_FIELDS]
+                )
+            chunk = out.getvalue()
+            if chunk:
+                yield chunk.encode()
                 out.seek(0)
                 out.truncate()
-                pending = 0
-        if pending:
-            yield out.getvalue().encode()
+            if len(rows) < EXPORT_PREFETCH:
+                return
 
 
 def rows_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[bytes]:

@@ -4,7 +4,7 @@ resource: its path, tags and roles are said once; each handler is a call and a r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -41,6 +41,12 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise InvalidRequest(f"{field} must carry a timezone offset (RFC 3339)", field=field)
     return value
+
+
+async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -417,10 +423,13 @@ class InvoiceController(Controller):
         `credited` come from the invoice's credit notes, `net` is amount_paid - refunded -
         credited."""
         start, end = _range(created_from, created_to)
+        chunks = billing.invoices_csv(
+            customer_id=customer_id, status=status, created_from=start, created_to=end
+        )
+        # The header and first rows before the answer starts: an outage is still a 503.
+        first = await anext(chunks)
         return Stream(
-            billing.invoices_csv(
-                customer_id=customer_id, status=status, created_from=start, created_to=end
-            ),
+            _after(first, chunks),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="invoices.csv"'},
         )

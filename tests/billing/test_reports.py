@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 
+from billing import credits, usage
 from billing.tables import CreditNote, FastTrackPurchase, Invoice, Refund
+from common.clock import utcnow
 from tests.billing.conftest import Deliver, Stripe
 from tests.billing.test_fast_track_and_entitlements import _buy_saved, _save_card
 from tests.billing.test_subscription_modes_and_credits import _subscribe
@@ -44,6 +46,10 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
         "/v1/credit_notes", invoice=inv.stripe_invoice_id, refund_amount=10000, reason="duplicate"
     )
     await stripe_emu.post("/v1/credit_notes", invoice=inv.stripe_invoice_id, credit_amount=5000)
+    # A breached plan incident's service credit: 5 % of 49900, a credit note on the invoice.
+    await usage.claim_incident(customer["id"], "inc_rep", utcnow(), fast_track=False)
+    credit = await credits.issue_breach_credit("inc_rep")
+    assert (credit.kind, credit.amount.amount, credit.status) == ("credit_note", 2495, "issued")
     # Fast-track income: two units on the saved card, one of them refunded.
     bought = await _buy_saved(client, admin_headers, customer["id"], 2)
     assert bought.status_code == 201, bought.text
@@ -64,8 +70,8 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
     # Both sides counted: two credit notes and two refunds (one by a credit note) in Stripe
     # and in our mirror, nothing more.
     emu_notes = (await stripe_emu.get("/v1/credit_notes", invoice=inv.stripe_invoice_id))["data"]
-    assert sorted(n["total"] for n in emu_notes) == [5000, 10000]
-    assert await CreditNote.count().where(CreditNote.customer_id == customer["id"]) == 2
+    assert sorted(n["total"] for n in emu_notes) == [2495, 5000, 10000]
+    assert await CreditNote.count().where(CreditNote.customer_id == customer["id"]) == 3
     emu_refunds = [
         x
         for x in (await stripe_emu.get("/v1/refunds", limit=100))["data"]
@@ -85,15 +91,15 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
         "invoiced": 49900,
         "paid": 49900,
         "refunded": 10000,
-        "credited": 5000,
-        "service_credits": 0,
-        "net": 34900,
+        "credited": 5000 + 2495,
+        "service_credits": 2495,
+        "net": 49900 - 10000 - 7495,
     }
     ft = _line(body, "fast_track")
     assert sum(r["invoiced"]["amount"] for r in ft) == 2 * unit
     assert sum(r["refunded"]["amount"] for r in ft) == unit
     assert sum(r["net"]["amount"] for r in ft) == unit
-    assert [(t["currency"], t["net"]["amount"]) for t in body["totals"]] == [("usd", 34900 + unit)]
+    assert [(t["currency"], t["net"]["amount"]) for t in body["totals"]] == [("usd", 32405 + unit)]
 
     by_plan = (
         await client.get(
@@ -101,14 +107,14 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
         )
     ).json()
     assert {(r["group"], r["line"]): r["net"]["amount"] for r in by_plan["rows"]} == {
-        ("business", "subscriptions"): 34900,
+        ("business", "subscriptions"): 32405,
         ("fast_track", "fast_track"): unit,
     }
 
     # Worth-it shows the plan's net revenue next to its SLA figures.
     worth = await client.get("/v1/reports/worth-it", headers=finance_headers, params=WIDE)
     tiers = {x["tier"]: x for x in worth.json()["rows"]}
-    assert tiers["business"]["revenue"] == [{"amount": 34900, "currency": "usd"}]
+    assert tiers["business"]["revenue"] == [{"amount": 32405, "currency": "usd"}]
     assert tiers["standard"]["revenue"] == []
 
     # The export: one row per invoice with the same net, parsed by the csv module.
@@ -122,11 +128,11 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
     assert (rows[0]["amount_paid"], rows[0]["refunded"], rows[0]["credited"]) == (
         "49900",
         "10000",
-        "5000",
+        "7495",
     )
     assert (rows[0]["net"], rows[0]["net_decimal"], rows[0]["total_decimal"]) == (
-        "34900",
-        "349.00",
+        "32405",
+        "324.05",
         "499.00",
     )
     assert rows[0]["currency"] == "usd"
@@ -139,7 +145,7 @@ async def test_paid_then_partly_refunded_then_credited_invoice_nets_in_revenue_a
     lines = list(csv.DictReader(io.StringIO(revenue_csv.text)))
     assert len(lines) == len(body["rows"])
     assert sum(int(x["net"]) for x in lines) == body["totals"][0]["net"]["amount"]
-    assert {x["net_decimal"] for x in lines if x["line"] == "subscriptions"} == {"349.00"}
+    assert {x["net_decimal"] for x in lines if x["line"] == "subscriptions"} == {"324.05"}
 
 
 async def test_invoice_csv_totals_equal_the_json_list(
@@ -438,8 +444,8 @@ async def test_invoice_export_is_written_in_chunks_from_a_cursor(
             customer_id=None, status=None, created_from=None, created_to=None
         )
     ]
-    # The header, then one chunk per 100 rows as the cursor yields them: never one list.
-    assert [c.count(b"\n") for c in chunks] == [1, 100, 100, 50]
+    # The header with the first 100 rows, then one chunk per 100 rows the cursor fetches.
+    assert [c.count(b"\n") for c in chunks] == [101, 100, 50]
     rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
     assert [r["id"] for r in rows] == [f"inv_{i:05d}" for i in range(249, -1, -1)]
     assert {r["net_decimal"] for r in rows} == {"1.00"}
