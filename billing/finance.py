@@ -7,7 +7,7 @@ import io
 from datetime import datetime
 from typing import Any
 
-from billing import schemas
+from billing import mirror, schemas
 from billing.exceptions import InvoiceNotFound
 from billing.tables import CreditNote, Invoice
 from common.money import Money
@@ -35,10 +35,7 @@ def _invoice(r: dict[str, Any]) -> schemas.InvoiceView:
         finalized_at=r["finalized_at"],
         paid_at=r["paid_at"],
         hosted_invoice_url=r["hosted_invoice_url"],
-        lines=[
-            schemas.InvoiceLine(line.get("description"), int(line.get("amount") or 0))
-            for line in (r["lines"] or [])
-        ],
+        lines=[mirror.line_view(line) for line in (r["lines"] or [])],
     )
 
 
@@ -145,6 +142,8 @@ async def list_credit_notes(
             reason=r.reason,
             memo=r.memo,
             created=r.created,
+            incident_id=r.incident_id,
+            service_credit_id=r.service_credit_id,
         )
         for r in rows[:limit]
     ], len(rows) > limit

@@ -18,6 +18,8 @@ from billing import (
     fasttrack,
     finance,
     inbox,
+    payments,
+    reconcile,
     reservations,
     schemas,
     seed,
@@ -109,3 +111,9 @@ list_invoices = finance.list_invoices
 get_invoice = finance.get_invoice
 invoices_csv = finance.to_csv
 list_credit_notes = finance.list_credit_notes
+
+# ---------------------------------------------------------------- the mirror: payments, reconcile
+
+list_payments = payments.list_payments
+get_payment = payments.get_payment
+reconcile_with_stripe = reconcile.reconcile
