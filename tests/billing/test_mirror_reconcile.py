@@ -10,12 +10,13 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import stripe
+from arq.connections import ArqRedis
 
 from billing import mirror
 from billing import service as billing
@@ -508,3 +509,25 @@ def test_each_line_says_what_produced_it() -> None:
     assert mirror.line_source(_line(_inv_item(False)))["stripe_invoice_item_id"] == "ii_1"
     view = mirror.line_view({"description": "old", "amount": 7})  # mirrored before sources
     assert (view.source, view.amount, view.plan_code) == ("other", 7, None)
+
+
+async def test_the_hourly_worker_job_reconciles(
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+    bought_by_checkout: BoughtByCheckout,
+    redis: ArqRedis,
+    run_worker: Callable[[], Awaitable[int]],
+) -> None:
+    from workers import billing_jobs, queue
+
+    assert [c.name for c in billing_jobs.CRON_JOBS if c.name == "cron:reconcile_mirror"]
+    await billing.reconcile_with_stripe()
+    await bought_by_checkout(customer["id"], 1, deliver=False)
+    for token in ("a", "b"):  # twice: the second finds nothing to do
+        job = await queue._enqueue(
+            redis, "reconcile_mirror", queue._job_id("reconcile_mirror", token)
+        )
+        assert job is not None
+        await run_worker()
+        assert await job.result(timeout=5) == (1 if token == "a" else 0)
+    assert await Payment.count().where(Payment.customer_id == customer["id"]) == 1
