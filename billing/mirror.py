@@ -134,11 +134,13 @@ async def _upsert(
     stage: int,
     *,
     event_key: str | None,
+    dry_run: bool = False,
 ) -> tuple[Outcome, str]:
     """Write ``values`` onto the mirror row of ``stripe_id``; the caller holds its lock.
 
     ``event_key`` is the key of the event the values come from; None means they are what
     Stripe's API answers now (reconcile), written only when the row differs from them.
+    ``dry_run`` only says what would happen.
     """
     table = kind.table
     existing = (
@@ -153,6 +155,8 @@ async def _upsert(
         key = event_key
     row_values = {**values, "stripe_event_key": key}
     if existing is None:
+        if dry_run:
+            return "restored", ""
         row_id = new_id(kind.prefix)
         await table.insert(
             table(**{"id": row_id, kind.stripe_column._meta.name: stripe_id, **row_values})
@@ -163,6 +167,8 @@ async def _upsert(
     differs = [k for k, v in values.items() if k not in _NOT_COMPARED and existing.get(k) != v]
     if not differs and event_key is None:
         return "unchanged", row_id
+    if dry_run:
+        return ("repaired" if differs else "unchanged"), row_id
     await table.update({getattr(table, k): v for k, v in row_values.items()}).where(
         table._meta.primary_key == row_id
     )
@@ -311,9 +317,12 @@ async def invoice_values(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def upsert_invoice(obj: Mapping[str, Any], *, event_key: str | None) -> tuple[Outcome, str]:
+async def upsert_invoice(
+    obj: Mapping[str, Any], *, event_key: str | None, dry_run: bool = False
+) -> tuple[Outcome, str]:
     stage = ordering.INVOICE_STAGES.get(obj.get("status") or "draft", 0)
-    return await _upsert(INVOICE, obj["id"], await invoice_values(obj), stage, event_key=event_key)
+    values = await invoice_values(obj)
+    return await _upsert(INVOICE, obj["id"], values, stage, event_key=event_key, dry_run=dry_run)
 
 
 async def invoice(obj: dict[str, Any], created: int, event_id: str) -> None:
@@ -376,11 +385,13 @@ async def credit_note_values(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def upsert_credit_note(
-    obj: Mapping[str, Any], *, event_key: str | None
+    obj: Mapping[str, Any], *, event_key: str | None, dry_run: bool = False
 ) -> tuple[Outcome, str]:
     stage = CREDIT_NOTE_STAGES.get(obj.get("status") or "issued", 0)
     values = await credit_note_values(obj)
-    return await _upsert(CREDIT_NOTE, obj["id"], values, stage, event_key=event_key)
+    return await _upsert(
+        CREDIT_NOTE, obj["id"], values, stage, event_key=event_key, dry_run=dry_run
+    )
 
 
 async def credit_note(obj: dict[str, Any], created: int = 0, event_id: str = "") -> None:
@@ -420,9 +431,12 @@ async def refund_values(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def upsert_refund(obj: Mapping[str, Any], *, event_key: str | None) -> tuple[Outcome, str]:
+async def upsert_refund(
+    obj: Mapping[str, Any], *, event_key: str | None, dry_run: bool = False
+) -> tuple[Outcome, str]:
     stage = REFUND_STAGES.get(obj.get("status") or "succeeded", 1)
-    return await _upsert(REFUND, obj["id"], await refund_values(obj), stage, event_key=event_key)
+    values = await refund_values(obj)
+    return await _upsert(REFUND, obj["id"], values, stage, event_key=event_key, dry_run=dry_run)
 
 
 async def refund(obj: dict[str, Any], created: int = 0, event_id: str = "") -> None:
@@ -466,7 +480,11 @@ def charge_values(charge: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 async def upsert_payment(
-    pi: Mapping[str, Any], *, event_key: str | None, charge: Mapping[str, Any] | None = None
+    pi: Mapping[str, Any],
+    *,
+    event_key: str | None,
+    charge: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> tuple[Outcome, str]:
     """From an event, the intent alone (its charge's events bring the rest); from Stripe's
     API (reconcile), the intent with its latest charge expanded."""
@@ -474,7 +492,7 @@ async def upsert_payment(
     if event_key is None:
         values.update(charge_values(charge))
     stage = PAYMENT_STAGES.get(pi.get("status") or "", 0)
-    return await _upsert(PAYMENT, pi["id"], values, stage, event_key=event_key)
+    return await _upsert(PAYMENT, pi["id"], values, stage, event_key=event_key, dry_run=dry_run)
 
 
 async def payment_intent(obj: dict[str, Any], created: int, event_id: str) -> None:

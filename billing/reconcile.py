@@ -4,7 +4,8 @@ Events can be lost (a webhook never delivered and past the catch-up's reach) and
 be deleted or edited by hand; Stripe's objects are the truth. Each listed object goes
 through the same mapping and upsert as its events (``billing.mirror``), under the same
 per-object lock, and is written only when the row is missing (``restored``) or differs
-(``repaired``): a second run, or two at once, write nothing more.
+(``repaired``), after fetching it once more (the page may be older than an event applied
+since): a second run, or two at once, write nothing more.
 """
 
 from __future__ import annotations
@@ -22,27 +23,30 @@ from common.clock import utcnow
 
 log = logging.getLogger("billing.reconcile")
 
-Upsert = Callable[[Mapping[str, Any]], Awaitable[tuple[mirror.Outcome, str]]]
+Upsert = Callable[..., Awaitable[tuple[mirror.Outcome, str]]]
 
 
-async def _invoice(obj: Mapping[str, Any]) -> tuple[mirror.Outcome, str]:
-    return await mirror.upsert_invoice(obj, event_key=None)
+async def _invoice(obj: Mapping[str, Any], dry_run: bool) -> tuple[mirror.Outcome, str]:
+    return await mirror.upsert_invoice(obj, event_key=None, dry_run=dry_run)
 
 
-async def _credit_note(obj: Mapping[str, Any]) -> tuple[mirror.Outcome, str]:
-    return await mirror.upsert_credit_note(obj, event_key=None)
+async def _credit_note(obj: Mapping[str, Any], dry_run: bool) -> tuple[mirror.Outcome, str]:
+    return await mirror.upsert_credit_note(obj, event_key=None, dry_run=dry_run)
 
 
-async def _refund(obj: Mapping[str, Any]) -> tuple[mirror.Outcome, str]:
-    return await mirror.upsert_refund(obj, event_key=None)
+async def _refund(obj: Mapping[str, Any], dry_run: bool) -> tuple[mirror.Outcome, str]:
+    return await mirror.upsert_refund(obj, event_key=None, dry_run=dry_run)
 
 
-async def _payment(obj: Mapping[str, Any]) -> tuple[mirror.Outcome, str]:
+async def _payment(obj: Mapping[str, Any], dry_run: bool) -> tuple[mirror.Outcome, str]:
     charge = obj.get("latest_charge")
     # Kept as an event carries it: the charge by id.
     intent = {**obj, "latest_charge": charge.get("id") if isinstance(charge, dict) else charge}
     return await mirror.upsert_payment(
-        intent, event_key=None, charge=charge if isinstance(charge, dict) else None
+        intent,
+        event_key=None,
+        charge=charge if isinstance(charge, dict) else None,
+        dry_run=dry_run,
     )
 
 
@@ -53,6 +57,20 @@ _TYPES: tuple[tuple[str, Upsert, Callable[[Mapping[str, Any]], bool]], ...] = (
     ("payment_intent", _payment, mirror.is_one_off),
     ("refund", _refund, lambda _: True),
 )
+
+
+async def _reconcile_one(
+    object_type: str, upsert: Upsert, listed: Mapping[str, Any]
+) -> mirror.Outcome:
+    """Compare the listed object with its row; when they differ, fetch the object again
+    (an event may have been applied since the page was listed) and write that."""
+    stripe_id = listed["id"]
+    outcome, _ = await mirror.in_transaction(stripe_id, partial(upsert, listed, True))
+    if outcome not in ("restored", "repaired"):
+        return outcome
+    fresh = await gateway().retrieve(object_type, stripe_id)
+    outcome, _ = await mirror.in_transaction(stripe_id, partial(upsert, fresh, False))
+    return outcome
 
 
 async def _one_type(
@@ -75,7 +93,7 @@ async def _one_type(
             if not ours(obj):
                 continue
             checked += 1
-            outcome, _ = await mirror.in_transaction(obj["id"], partial(upsert, obj))
+            outcome = await _reconcile_one(object_type, upsert, obj)
             if outcome == "restored":
                 restored.append(obj["id"])
             elif outcome == "repaired":

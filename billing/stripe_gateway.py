@@ -161,6 +161,17 @@ class StripeGateway:
             params["created"] = {"gte": created_gte}
         return await self._call(ops[object_type], params=params)
 
+    async def retrieve(self, object_type: str, stripe_id: str) -> StripeDict:
+        """One of the objects ``list_page`` lists, as Stripe has it now."""
+        ops = {
+            "invoice": self._v1.invoices.retrieve_async,
+            "credit_note": self._v1.credit_notes.retrieve_async,
+            "payment_intent": self._v1.payment_intents.retrieve_async,
+            "refund": self._v1.refunds.retrieve_async,
+        }
+        params = {"expand": ["latest_charge"]} if object_type == "payment_intent" else None
+        return await self._call(ops[object_type], stripe_id, params=params)
+
     # ------------------------------------------------------------ catalog
 
     async def prices_by_lookup_keys(self, keys: list[str]) -> dict[str, StripeDict]:

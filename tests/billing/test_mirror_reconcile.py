@@ -531,3 +531,19 @@ async def test_the_hourly_worker_job_reconciles(
         await run_worker()
         assert await job.result(timeout=5) == (1 if token == "a" else 0)
     assert await Payment.count().where(Payment.customer_id == customer["id"]) == 1
+
+
+async def test_a_page_older_than_an_applied_event_is_not_written_over_it(
+    customer: dict[str, Any], stripe_emu: Stripe, subscribed: Subscribed
+) -> None:
+    from billing import reconcile
+
+    sub = await subscribed(customer["id"], "basic")  # its events applied: the invoice is paid
+    listed = dict(await stripe_emu.get(f"/v1/invoices/{sub['latest_invoice']}"))
+    # As a page listed before the payment would have it.
+    listed.update(status="open", amount_paid=0, amount_remaining=listed["amount_due"])
+    listed["status_transitions"] = {**listed["status_transitions"], "paid_at": None}
+    outcome = await reconcile._reconcile_one("invoice", reconcile._invoice, listed)
+    assert outcome == "unchanged"  # fetched again before writing: Stripe says paid
+    row = await Invoice.objects().where(Invoice.stripe_invoice_id == listed["id"]).first()
+    assert row is not None and (row.status, row.amount_paid) == ("paid", 9900)
