@@ -1,8 +1,8 @@
 """Deadline enforcement under a burst: N incidents due within one minute, real arq workers.
 
 The incidents are clones (COPY) of one incident opened through the service, so each
-carries a real entitlement snapshot; their ``sla_due`` checks are enqueued through
-``workers.queue`` exactly as opening schedules them.  Lateness is ``breached_at -
+carries a real entitlement snapshot; nothing is enqueued for them (opening schedules
+nothing either): the workers' deadline clocks find them in PostgreSQL.  Lateness is ``breached_at -
 due_at`` as the workers record it.  (Opening 100,000 incidents through the service
 would take minutes of the benchmark's budget and is measured on its own.)
 """
@@ -26,9 +26,7 @@ from common import db
 from common.config import PROJECT_ROOT
 from common.ids import new_id
 from sla import service
-from sla.incident import job as sla_job
 from sla.schemas import IncidentCreate
-from workers import queue
 
 WORKER_LOG = PROJECT_ROOT / ".data" / "bench_workers.log"
 # The fields a clone changes; everything else (the entitlement snapshot) is the template's.
@@ -99,7 +97,6 @@ async def _stage(
         target = timedelta(minutes=int(template["target_minutes"]))
         now = datetime.now(UTC)
         rows = []
-        jobs: list[tuple[str, str, datetime]] = []
         for i in range(count):
             due = first_due + timedelta(seconds=spread_s * i / count)
             iid = new_id("inc")
@@ -117,18 +114,12 @@ async def _stage(
                 "next_warning_at": None,
             }
             rows.append(tuple(changed.get(c, template[c]) for c in columns))
-            jobs.append(sla_job("sla_due", iid, due))
         for column in ("entitlement", "context", "pauses"):
             index = columns.index(column)
             rows = [(*r[:index], _json(r[index]), *r[index + 1 :]) for r in rows]
         await conn.copy_records_to_table("incident", records=rows, columns=columns)
     finally:
         await conn.close()
-    redis = await queue.connect(os.environ["REDIS_URL"])
-    try:
-        await queue.enqueue_sla_jobs(redis, jobs)
-    finally:
-        await redis.aclose()
 
 
 def _json(value: object) -> str:

@@ -2,10 +2,11 @@
 
 Each transition takes the current state, its inputs, ``now`` and the ``Policy`` and
 returns a ``Transition``: the new state, the ledger events to append, the outbound
-events to announce and the follow-up jobs to schedule, or raises a domain error
-(``sla.exceptions``).  ``sla.store`` persists a transition, ``sla.service`` and
-``sla.breaches`` run them under a row lock.  A transition that finds nothing to do
-(a stale job) returns the state unchanged with nothing else.
+events to announce and the follow-up jobs to schedule (a breach's credit, which calls
+Stripe; deadlines themselves need no job: the worker's clock reads them from the
+incident), or raises a domain error (``sla.exceptions``).  ``sla.store`` persists a
+transition, ``sla.service`` and ``sla.breaches`` run them under a row lock.  A
+transition that finds nothing to do returns the state unchanged with nothing else.
 """
 
 from __future__ import annotations
@@ -270,14 +271,6 @@ def _recomputed(state: IncidentState, policy: Policy) -> IncidentState:
     return _with_deadline(state, deadline)
 
 
-def deadline_checks(state: IncidentState) -> tuple[SlaJob, ...]:
-    """One check per pending warning instant and one at the deadline."""
-    warnings = tuple(
-        job("sla_warning", state.id, w.at) for w in state.warn_at[state.warnings_sent :]
-    )
-    return (*warnings, job("sla_due", state.id, state.due_at))
-
-
 def warning_index(warn_at: Sequence[WarningAt], warnings_sent: int, ts: int) -> int | None:
     """The index of the still-unrecorded warning scheduled at ``ts`` (epoch µs), if it is one."""
     for i in range(warnings_sent, len(warn_at)):
@@ -378,7 +371,7 @@ def open(
             "warn_at": [iso(w.at) for w in state.warn_at],
         },
     )
-    return Transition(state=state, events=(opened,), jobs=deadline_checks(state))
+    return Transition(state=state, events=(opened,))
 
 
 def respond(
@@ -491,7 +484,7 @@ def resume(
             "due_at": iso(resumed.due_at),
         },
     )
-    return Transition(state=resumed, events=(event,), jobs=deadline_checks(resumed))
+    return Transition(state=resumed, events=(event,))
 
 
 def reprioritise(
@@ -500,7 +493,7 @@ def reprioritise(
     """Recompute the deadline from ``opened_at`` with the new priority's target.
 
     Refused once the outcome is final (achieved or breached); a paused incident keeps
-    its clock stopped, so no checks are scheduled until it resumes.
+    its clock stopped (the deadline clock skips it) until it resumes.
     """
     _refuse_resolved(state, "change its priority")
     if state.priority == priority:
@@ -510,8 +503,7 @@ def reprioritise(
             f"incident {state.id} is already {state.sla_status}; its SLA outcome is final"
         )
     changed = _recomputed(replace(state, priority=priority, updated_at=now), policy)
-    paused = state.sla_status == "paused"
-    if paused:
+    if state.sla_status == "paused":
         changed = replace(changed, next_warning_at=None)
     event = LedgerEvent(
         "priority_changed",
@@ -523,9 +515,7 @@ def reprioritise(
             "due_at": iso(changed.due_at),
         },
     )
-    return Transition(
-        state=changed, events=(event,), jobs=() if paused else deadline_checks(changed)
-    )
+    return Transition(state=changed, events=(event,))
 
 
 def resolve(
@@ -578,10 +568,7 @@ def breach(state: IncidentState, *, now: datetime, policy: Policy) -> Transition
             Outbound("sla.breached", {**about, "breached_at": iso(now)}),
             *(Outbound("sla.escalated", {**about, "escalation_level": n}) for n in reached),
         ),
-        jobs=(
-            job("sla_credit", state.id, now),
-            *((job("sla_escalate", state.id, upcoming),) if upcoming is not None else ()),
-        ),
+        jobs=(job("sla_credit", state.id, now),),
     )
 
 
@@ -611,7 +598,6 @@ def escalate(state: IncidentState, *, now: datetime, policy: Policy) -> Transiti
         outbound=tuple(
             Outbound("sla.escalated", {**about, "escalation_level": n}) for n in reached
         ),
-        jobs=(job("sla_escalate", state.id, upcoming),) if upcoming is not None else (),
     )
 
 

@@ -28,7 +28,7 @@ EventType = Literal[
     "credit_issued",
     "resolved",
 ]
-JobKind = Literal["sla_warning", "sla_due", "sla_escalate", "sla_credit"]
+JobKind = Literal["sla_credit"]
 
 # Requests carry an explicit offset (API.md: RFC 3339 with offset); naive times are refused
 # (common.schemas.AwareDatetime, with the accepted range).

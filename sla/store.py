@@ -28,17 +28,15 @@ T = TypeVar("T")
 
 _COLUMNS: Final = IncidentState.__struct_fields__
 _JSON_COLUMNS: Final = frozenset({"context", "entitlement", "warn_at", "pauses"})
-# What a breach writes: the batched UPDATE sets exactly these.
-_BREACH_COLUMNS: Final = (
-    "sla_status",
-    "breached_at",
-    "escalation_level",
-    "next_escalation_at",
-    "next_warning_at",
-    "credit_status",
-    "updated_at",
-)
-_KEPT_BY_BREACH: Final = tuple(c for c in _COLUMNS if c not in _BREACH_COLUMNS)
+
+
+def _sql_type(column: str) -> str:
+    """The array element type of a column in a batched UPDATE (JSONB travels as text)."""
+    declared = IncidentRow._meta.get_column_by_name(column).column_type.split("(")[0].lower()
+    return "text" if declared in ("varchar", "jsonb") else declared
+
+
+_SQL_TYPES: Final = {column: _sql_type(column) for column in _COLUMNS}
 
 
 class Peek(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,12 +49,6 @@ class Peek(msgspec.Struct, frozen=True, kw_only=True):
     warnings_sent: int
     next_escalation_at: Aware | None
     credit_status: CreditStatus | None
-
-
-class PendingWarnings(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    warn_at: tuple[WarningAt, ...]
-    warnings_sent: int
 
 
 class Instant(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,13 +133,13 @@ async def escalations_due(before: datetime, limit: int) -> list[IncidentState]:
     )
 
 
-async def late_warnings(cutoff: datetime, limit: int) -> list[PendingWarnings]:
-    """Active incidents whose next warning was due by ``cutoff``."""
+async def warnings_due(now: datetime, limit: int) -> list[IncidentState]:
+    """Up to ``limit`` active incidents with a warning due by ``now`` nobody else holds, locked."""
     return await _fetch(
-        PendingWarnings,
-        "SELECT id, warn_at, warnings_sent FROM incident"
-        " WHERE sla_status = 'active' AND next_warning_at <= {} LIMIT {}",
-        cutoff,
+        IncidentState,
+        "SELECT * FROM incident WHERE sla_status = 'active' AND next_warning_at <= {}"
+        " ORDER BY next_warning_at LIMIT {} FOR UPDATE SKIP LOCKED",
+        now,
         limit,
     )
 
@@ -163,16 +155,18 @@ async def pending_credits(breached_by: datetime, limit: int) -> list[Instant]:
     )
 
 
-async def falling_due(after: datetime, until: datetime, limit: int) -> list[Instant]:
-    """Active incidents due in (``after``, ``until``], with their deadline."""
-    return await _fetch(
-        Instant,
-        "SELECT id, due_at AS at FROM incident"
-        " WHERE sla_status = 'active' AND due_at > {} AND due_at <= {} LIMIT {}",
-        after,
-        until,
-        limit,
+async def next_instant() -> datetime | None:
+    """The earliest deadline, warning or escalation still to enforce (three index lookups)."""
+    rows = await IncidentRow.raw(
+        "SELECT LEAST("
+        "(SELECT min(due_at) FROM incident WHERE sla_status = 'active'),"
+        " (SELECT min(next_warning_at) FROM incident"
+        "   WHERE sla_status = 'active' AND next_warning_at IS NOT NULL),"
+        " (SELECT min(next_escalation_at) FROM incident WHERE next_escalation_at IS NOT NULL)"
+        ") AS at"
     )
+    at: datetime | None = rows[0]["at"]
+    return at
 
 
 async def page(
@@ -286,59 +280,53 @@ async def _write(update: str | None, update_args: list[Any], events: list[Any] |
 
 
 async def _announce(transitions: Sequence[Transition]) -> None:
-    for t in transitions:
-        for out in t.outbound:
-            await outbox.emit(out.type, out.data, customer_id=t.state.customer_id)
+    await outbox.emit_many(
+        [(out.type, out.data, t.state.customer_id) for t in transitions for out in t.outbound]
+    )
+
+
+def _batched_update(columns: Sequence[str]) -> str:
+    """One UPDATE of ``columns`` for many incidents, each row's values from parallel arrays."""
+    sets = ", ".join(
+        f"{c} = u.{c}::jsonb" if c in _JSON_COLUMNS else f"{c} = u.{c}" for c in columns
+    )
+    arrays = ", ".join(f"{{}}::{_SQL_TYPES[c]}[]" for c in ("id", *columns))
+    names = ", ".join(("id", *columns))
+    # The column names are the table's own, never input; every value is a bound array.
+    return (
+        f"UPDATE incident AS i SET {sets}"  # noqa: S608
+        f" FROM unnest({arrays}) AS u({names}) WHERE i.id = u.id"
+    )
 
 
 async def apply(before: IncidentState, transition: Transition) -> None:
     """Write a transition of the locked ``before``: the changed columns, its ledger entries
     and its outbound events."""
-    changes = _changes(before, transition.state)
-    update = None
-    if changes:
-        sets = ", ".join(
-            f"{column} = {{}}::jsonb" if column in _JSON_COLUMNS else f"{column} = {{}}"
-            for column in changes
-        )
-        update = f"UPDATE incident SET {sets} WHERE id = {{}}"  # noqa: S608 - own column names
-    events = (
-        _event_arrays([(transition.state, e) for e in transition.events])
-        if transition.events
-        else None
-    )
-    await _write(update, [*changes.values(), before.id], events)
-    await _announce([transition])
+    await apply_many([(before, transition)])
 
 
-_BREACH_UPDATE: Final = (
-    "UPDATE incident AS i SET sla_status = u.sla_status, breached_at = u.breached_at,"
-    " escalation_level = u.escalation_level, next_escalation_at = u.next_escalation_at,"
-    " next_warning_at = u.next_warning_at, credit_status = u.credit_status,"
-    " updated_at = u.updated_at"
-    " FROM unnest({}::text[], {}::text[], {}::timestamptz[], {}::int[], {}::timestamptz[],"
-    " {}::timestamptz[], {}::text[], {}::timestamptz[])"
-    " AS u(id, sla_status, breached_at, escalation_level, next_escalation_at, next_warning_at,"
-    " credit_status, updated_at) WHERE i.id = u.id"
-)
+async def apply_many(pairs: Sequence[tuple[IncidentState, Transition]]) -> None:
+    """Write transitions of locked incidents: one UPDATE per set of changed columns, each
+    with the ledger entries of its batch in the same statement, then their announcements.
 
-
-async def apply_breaches(pairs: Sequence[tuple[IncidentState, Transition]]) -> None:
-    """Write breach transitions of locked incidents: one statement for the whole batch."""
-    # A transition with nothing to do returns the very state it was given.
-    changed = [t for before, t in pairs if t.state is not before]
+    A batch of breaches (or warnings, or escalations) changes the same columns of every
+    incident, so it costs one statement whatever its size.
+    """
+    groups: dict[tuple[str, ...], list[tuple[IncidentState, dict[str, Any]]]] = {}
     for before, t in pairs:
-        moved = [c for c in _KEPT_BY_BREACH if getattr(t.state, c) is not getattr(before, c)]
-        if moved:
-            raise ValueError(f"not a breach of {before.id}: it changes {moved}")
-    if not changed:
-        return
-    after = [t.state for t in changed]
-    update_args: list[Any] = [[s.id for s in after]]
-    update_args += [[getattr(s, column) for s in after] for column in _BREACH_COLUMNS]
-    entries = [(t.state, e) for t in changed for e in t.events]
-    await _write(_BREACH_UPDATE, update_args, _event_arrays(entries) if entries else None)
-    await _announce(changed)
+        changes = _changes(before, t.state)
+        groups.setdefault(tuple(changes), []).append((t.state, changes))
+    entries = [(t.state, e) for _, t in pairs for e in t.events]
+    events = _event_arrays(entries) if entries else None
+    for columns, rows in groups.items():
+        if not columns:
+            continue
+        args: list[Any] = [[state.id for state, _ in rows]]
+        args += [[changes[c] for _, changes in rows] for c in columns]
+        await _write(_batched_update(columns), args, events)
+        events = None  # the ledger rides with the first statement
+    await _write(None, [], events)
+    await _announce([t for _, t in pairs])
 
 
 async def insert_opened(transition: Transition) -> bool:

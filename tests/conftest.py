@@ -204,11 +204,31 @@ def drain_workers(redis_url: str) -> list[DrainWorker]:
     ]
 
 
+async def tick_until_idle(redis_url: str) -> int:
+    """Run the deadline clock until nothing is due now (as the worker's clock would);
+    enqueue the credits it schedules; returns how many incidents it moved."""
+    from sla import enforcement
+    from workers import queue
+
+    moved = 0
+    redis = await queue.connect(redis_url)
+    try:
+        while True:
+            tick = await enforcement.tick()
+            moved += tick.breached + tick.warned + tick.escalated
+            await queue.enqueue_sla_jobs(redis, tick.jobs)
+            if not tick.more:
+                return moved
+    finally:
+        await redis.aclose()
+
+
 async def drain(redis_url: str) -> int:
-    """Run both queues until neither has anything due (a job on one may enqueue on the other)."""
+    """Tick the deadline clock, then run both queues, until nothing is due (a job on one
+    queue may enqueue on the other); returns the jobs run and incidents moved."""
     total = 0
     while True:
-        ran = 0
+        ran = await tick_until_idle(redis_url)
         for worker in drain_workers(redis_url):
             try:
                 await worker.main()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -55,3 +55,28 @@ async def emit(
         query = query.on_conflict(target=OutboundEvent.id, action="DO NOTHING")
     await query
     return event_id
+
+
+Announcement = tuple[str, Mapping[str, Any] | msgspec.Struct, str | None]  # type, data, customer
+
+
+async def emit_many(events: Sequence[Announcement]) -> list[str]:
+    """Record many outbound events in one statement (a batch of breaches announces each)."""
+    for event_type, _, _ in events:
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown outbound event type {event_type!r}")
+    if not events:
+        return []
+    ids = [new_id("evt") for _ in events]
+    await OutboundEvent.raw(
+        "INSERT INTO outbound_event (id, type, created_at, customer_id, data)"
+        " SELECT e.id, e.type, {}, e.customer_id, e.data::jsonb"
+        " FROM unnest({}::text[], {}::text[], {}::text[], {}::text[])"
+        " WITH ORDINALITY AS e(id, type, customer_id, data, n) ORDER BY e.n",
+        utcnow(),
+        ids,
+        [t for t, _, _ in events],
+        [c for _, _, c in events],
+        [msgspec.json.encode(d).decode() for _, d, _ in events],
+    )
+    return ids

@@ -1,12 +1,16 @@
-"""The worker process: arq workers for the deadline and bulk queues that outlive outages.
+"""The worker process: the deadline clock, and arq workers for the SLA and bulk queues,
+all outliving outages.
 
 arq's own runner exits when Redis goes away and cannot see a wedged database, while
-its health key says all is well. Here one process runs a worker per queue (deadline
-checks never wait behind a backlog of Stripe events), keeps each one polling through
+its health key says all is well. Here one process runs the deadline clock
+(``workers.sla_jobs.run_clock``: deadlines, warnings and escalations read from
+PostgreSQL, nothing queued) and a worker per queue (breach credits never wait behind a
+backlog of Stripe events), keeps each one polling through
 Redis and PostgreSQL outages (reconnecting with backoff), holds the lock on each
 running job as a short lease it renews (a job whose worker was killed is picked up
 by another one within seconds, not minutes), and reports itself healthy only while
-it can make progress: PostgreSQL and Redis answer and every queue is being polled.
+it can make progress: PostgreSQL and Redis answer, the clock ticks and every queue is
+being polled.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue
+from workers.sla_jobs import ClockState, run_clock
 
 log = logging.getLogger("workers.process")
 
@@ -134,10 +139,16 @@ class Health:
     postgres_error: str | None = None
     redis_error: str | None = None
     workers: list[ServiceWorker] = field(default_factory=list)
+    clock: ClockState = field(default_factory=ClockState)
 
     def healthy(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        fresh = [self.postgres_ok_at, self.redis_ok_at, *(w.last_poll for w in self.workers)]
+        fresh = [
+            self.postgres_ok_at,
+            self.redis_ok_at,
+            self.clock.ticked_at,
+            *(w.last_poll for w in self.workers),
+        ]
         return all(now - at <= HEALTHY_WITHIN_SECONDS for at in fresh)
 
     def report(self) -> dict[str, Any]:
@@ -152,6 +163,13 @@ class Health:
             "postgres_error": self.postgres_error,
             "redis": "ok" if now - self.redis_ok_at <= HEALTHY_WITHIN_SECONDS else "down",
             "redis_error": self.redis_error,
+            "deadline_clock": {
+                "ticked_seconds_ago": round(now - self.clock.ticked_at, 1),
+                "error": self.clock.error,
+                "breached": self.clock.breached,
+                "warned": self.clock.warned,
+                "escalated": self.clock.escalated,
+            },
             "queues": {
                 w.queue_name: {
                     "polled_seconds_ago": round(now - w.last_poll, 1) if w.last_poll else None,
@@ -186,7 +204,7 @@ def build_workers(settings: Settings, redis: Any, ctx: dict[str, Any]) -> list[S
         "max_tries": ws.MAX_TRIES,
         "health_check_interval": ws.HEALTH_CHECK_INTERVAL,
     }
-    # The bulk queue may hold at most half the connections: deadline checks always
+    # The bulk queue may hold at most half the connections: the clock and credits always
     # find one free, whatever backlog of Stripe events or webhooks is being worked off.
     bulk_jobs = max(1, settings.worker_database_pool_size // 2)
     return [
@@ -289,6 +307,7 @@ async def serve(settings: Settings | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     running = [asyncio.create_task(_keep_polling(w)) for w in workers]
+    running.append(asyncio.create_task(run_clock(redis, health.clock)))
     watcher = asyncio.create_task(_watch(health, redis, settings))
     from workers import billing_jobs
 
@@ -353,9 +372,11 @@ def check(settings: Settings, pid: int | None = None) -> tuple[bool, list[str]]:
         age = time.time() - float(report.get("checked_at", 0))
         ok = bool(report.get("healthy")) and age <= HEALTHY_WITHIN_SECONDS
         healthy = healthy and ok
+        clock = report.get("deadline_clock") or {}
         lines.append(
             f"worker {wpid}: {'healthy' if ok else 'UNHEALTHY'}"
             f" (postgres {report.get('postgres')}, redis {report.get('redis')},"
+            f" deadline clock ticked {clock.get('ticked_seconds_ago', '?')} s ago,"
             f" checked {age:.0f} s ago)"
         )
     if found == 0:

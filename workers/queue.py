@@ -18,7 +18,7 @@ log = logging.getLogger("workers.queue")
 
 # Bulk work: Stripe events, webhook deliveries, overage billing, housekeeping.
 QUEUE_NAME = "support-billing"
-# Deadline checks, escalations and breach credits: never behind bulk work.
+# Breach credits and the SLA sweep: never behind bulk work (deadlines are the clock's).
 DEADLINE_QUEUE = "support-billing:deadlines"
 # How long a request waits on Redis to enqueue the follow-up of a committed write.
 AFTER_COMMIT_TIMEOUT = 2.0
@@ -157,27 +157,14 @@ async def enqueue_stripe_replay(redis: ArqRedis, event_id: str, attempt: str) ->
 # ---------------------------------------------------------------- sla
 
 
-def _not_before_now(at: datetime) -> datetime | None:
-    """A past instant runs now: arq would give a job deferred into the past by more than a
-    day a negative time-to-live (an error), and it is due anyway."""
-    from common.clock import utcnow  # the one clock; this module keeps its imports minimal
-
-    return at if at > utcnow() else None
-
-
 def _sla_job(job: SlaJob) -> tuple[str, str, tuple[object, ...], datetime | None]:
     """(function, job id, arguments, defer until) of one SLA job; ids are ``kind:incident:µs``.
 
-    Re-scheduling an unchanged instant is refused as a duplicate, a moved deadline is a
-    new job (and the old one finds itself stale); a credit has one id per breach. The
-    instant is the job's own ``ts`` (``sla.incident.micros``), the same in id and argument.
+    A credit has one id per breach (its instant, ``sla.incident.micros``): the sweep
+    offering it again while it is queued or its result kept is refused as a duplicate.
     """
     kind, incident_id, ts = job.kind, job.incident_id, job.ts
     job_id = _job_id(kind, incident_id, ts)
-    if kind in ("sla_warning", "sla_due"):
-        return "check_deadline", job_id, (incident_id, kind, ts), _not_before_now(job.at)
-    if kind == "sla_escalate":
-        return "escalate_incident", job_id, (incident_id, ts), _not_before_now(job.at)
     if kind == "sla_credit":
         return "settle_breach_credit", job_id, (incident_id,), None
     raise ValueError(f"unknown SLA job kind {kind!r}")
@@ -236,7 +223,7 @@ _CHUNK = 500
 async def enqueue_sla_jobs(redis: ArqRedis, jobs: Iterable[SlaJob]) -> int:
     """Enqueue the follow-ups SLA changes returned (after their transactions committed).
 
-    Opening an incident schedules four checks and a sweep may schedule thousands, a
+    A batch of breaches schedules a credit each and a sweep may re-offer thousands, a
     chunk per round trip. Returns how many were new (a job still queued, or whose result
     is kept, is a duplicate).
     """

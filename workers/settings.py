@@ -1,8 +1,10 @@
 """What runs where: the jobs and periodic sweeps of the deadline queue and the bulk queue.
 
-Deadline checks, escalations, breach credits and the SLA sweep have a queue of their
-own, so they never wait behind bulk work (Stripe events after an outage, webhook
-deliveries, overage billing). ``workers.process`` runs a worker for each in one process.
+Breach credits and the SLA sweep have a queue of their own, so they never wait behind
+bulk work (Stripe events after an outage, webhook deliveries, overage billing);
+deadlines, warnings and escalations need no queue (the process's deadline clock reads
+them from PostgreSQL). ``workers.process`` runs the clock and a worker per queue in one
+process.
 """
 
 from __future__ import annotations

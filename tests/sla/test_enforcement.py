@@ -1,4 +1,5 @@
-"""Deadline enforcement with the real arq worker: warnings, breaches, escalation, the sweep."""
+"""Deadline enforcement: the worker's deadline clock (warnings, breaches, escalation) over
+real PostgreSQL, the credit jobs on real arq, the sweep."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ from typing import Any
 
 import httpx
 from arq.connections import ArqRedis
-from arq.jobs import Job, JobStatus
 
 from common.clock import frozen, utcnow
 from common.config import get_settings
-from sla.incident import micros
+from sla import enforcement
 from sla.tables import Incident as IncidentRow
 from sla.tables import SlaEvent
-from tests.conftest import drain_workers
+from tests.conftest import drain, drain_workers
 from tests.sla.conftest import Open, ago, ledger, outbound, parse
 from webhooks.tables import OutboundEvent
 from workers import queue, sla_jobs
@@ -83,35 +83,40 @@ async def test_warnings_are_recorded_once_each_and_in_order(
     assert await ledger(incident["id"]) == ["opened", "warning", "warning"]
 
 
-async def test_running_the_same_job_twice_changes_nothing(
+async def test_ticking_twice_changes_nothing(
     open_incident: Open, customer: dict[str, Any], redis: ArqRedis
 ) -> None:
     incident = (
         await open_incident(customer["id"], "W-3", opened_at=ago(hours=24, minutes=1))
     ).json()
-    ctx = {"redis": redis}
-    ts = micros(parse(incident["due_at"]))
-    assert await sla_jobs.check_deadline(ctx, incident["id"], "sla_due", ts) == "breached"
+    first = await enforcement.tick()
+    assert (first.breached, first.escalated, first.more) == (1, 0, False)
+    assert [(j.kind, j.incident_id) for j in first.jobs] == [("sla_credit", incident["id"])]
+    # Nothing else is due now: the next instant is level 2 of the escalation ladder.
+    assert first.next_at == parse(incident["due_at"]) + timedelta(minutes=60)
     before = await IncidentRow.select().first()
     events = await SlaEvent.count()
     outbox = await OutboundEvent.count()
-    assert await sla_jobs.check_deadline(ctx, incident["id"], "sla_due", ts) == "stale"
+    again = await enforcement.tick()
+    assert (again.breached, again.warned, again.escalated, again.jobs) == (0, 0, 0, [])
     assert await IncidentRow.select().first() == before
     assert await SlaEvent.count() == events
     assert await OutboundEvent.count() == outbox
+    ctx = {"redis": redis}
     assert await sla_jobs.settle_breach_credit(ctx, incident["id"]) == "no credit"
     settled = await IncidentRow.select().first()
     assert await sla_jobs.settle_breach_credit(ctx, incident["id"]) == "stale"
     assert await IncidentRow.select().first() == settled
 
 
-async def test_a_job_for_a_moved_deadline_is_stale(
+async def test_the_clock_keeps_a_moved_deadline_not_the_old_one(
     client: httpx.AsyncClient,
     helpdesk_headers: dict[str, str],
     open_incident: Open,
     customer: dict[str, Any],
-    redis: ArqRedis,
+    run_worker: RunWorker,
 ) -> None:
+    # Overdue as P1 (24 h); P2's 48 h target moves the deadline a day ahead.
     incident = (
         await open_incident(customer["id"], "W-4", opened_at=ago(hours=24, minutes=1))
     ).json()
@@ -119,18 +124,24 @@ async def test_a_job_for_a_moved_deadline_is_stale(
         f"/v1/incidents/{incident['id']}", headers=helpdesk_headers, json={"priority": "p2"}
     )
     assert r.status_code == 200
-    old_ts = micros(parse(incident["due_at"]))
-    result = await sla_jobs.check_deadline({"redis": redis}, incident["id"], "sla_due", old_ts)
-    assert result == "stale"
-    assert (await _get(client, helpdesk_headers, incident["id"]))["sla_status"] == "active"
+    moved = parse(r.json()["due_at"])
+    assert moved > utcnow()
+    await run_worker()
+    body = await _get(client, helpdesk_headers, incident["id"])
+    assert body["sla_status"] == "active"
+    tick = await enforcement.tick()
+    assert tick.breached == 0
+    assert tick.next_at is not None and tick.next_at <= moved
+    with frozen(moved + timedelta(seconds=1)):
+        assert (await enforcement.tick()).breached == 1
+    assert (await _get(client, helpdesk_headers, incident["id"]))["sla_status"] == "breached"
 
 
-async def test_achieved_and_resolved_incidents_are_left_alone_by_their_jobs(
+async def test_achieved_incidents_are_left_alone_by_the_clock(
     client: httpx.AsyncClient,
     helpdesk_headers: dict[str, str],
     open_incident: Open,
     customer: dict[str, Any],
-    redis: ArqRedis,
     run_worker: RunWorker,
 ) -> None:
     incident = (
@@ -140,14 +151,14 @@ async def test_achieved_and_resolved_incidents_are_left_alone_by_their_jobs(
         f"/v1/incidents/{incident['id']}/first-response", headers=helpdesk_headers
     )
     assert r.json()["sla_status"] == "achieved"
-    ts = micros(parse(incident["due_at"]))
-    assert await sla_jobs.check_deadline({"redis": redis}, incident["id"], "sla_due", ts) == "stale"
-    await run_worker()  # the three warning checks, already due, find the incident answered
+    with frozen(parse(incident["due_at"]) + timedelta(minutes=1)):
+        assert (await enforcement.tick()).next_at is None  # nothing left to enforce
+    await run_worker()  # its warnings were all due: the answer came first
     assert await ledger(incident["id"]) == ["opened", "first_response", "achieved"]
     assert (await _get(client, helpdesk_headers, incident["id"]))["sla_status"] == "achieved"
 
 
-async def test_the_sweep_breaches_incidents_whose_jobs_were_lost(
+async def test_a_flushed_redis_loses_no_deadline(
     client: httpx.AsyncClient,
     helpdesk_headers: dict[str, str],
     open_incident: Open,
@@ -161,10 +172,8 @@ async def test_the_sweep_breaches_incidents_whose_jobs_were_lost(
     ]
     warned = (await open_incident(customer["id"], "S-w", opened_at=ago(hours=13))).json()
     fresh = (await open_incident(customer["id"], "S-f")).json()
-    await redis.flushdb()  # Redis lost every deadline check
-    assert await run_worker() == 0
-    await queue.enqueue_sla_sweep(redis, "test")
-    await run_worker()
+    await redis.flushdb()  # deadlines are not in Redis: nothing to lose
+    assert await run_worker() >= len(overdue) + 1
     for incident in overdue:
         body = await _get(client, helpdesk_headers, incident["id"])
         assert body["sla_status"] == "breached"
@@ -172,13 +181,22 @@ async def test_the_sweep_breaches_incidents_whose_jobs_were_lost(
         assert await ledger(incident["id"]) == ["opened", "breached", "escalated"]
     assert await ledger(warned["id"]) == ["opened", "warning"]
     assert (await _get(client, helpdesk_headers, fresh["id"]))["sla_status"] == "active"
-    # A second sweep finds nothing left to do.
+    # A second pass (clock, sweep, queues) finds nothing left to do.
     await queue.enqueue_sla_sweep(redis, "again")
     await run_worker()
     assert await SlaEvent.count() == 3 * 3 + 2 + 1
 
 
-async def test_two_workers_never_breach_or_credit_twice(
+async def _clock(batch: int) -> int:
+    moved = 0
+    while True:
+        tick = await enforcement.tick(batch=batch)
+        moved += tick.breached
+        if not tick.more:
+            return moved
+
+
+async def test_two_clocks_and_workers_never_breach_or_credit_twice(
     open_incident: Open,
     customer: dict[str, Any],
     redis: ArqRedis,
@@ -191,16 +209,21 @@ async def test_two_workers_never_breach_or_credit_twice(
         ).json()["id"]
         for i in range(40)
     ]
-    # Both workers also race the sweep over the same rows.
-    await queue.enqueue_sla_sweep(redis, "race")
-
-    for _ in range(2):  # the breaches enqueue credit jobs behind the first pass
+    # Two clocks in small batches split the rows (SKIP LOCKED) and race each other.
+    counts = await asyncio.gather(_clock(3), _clock(3))
+    assert sum(counts) == len(ids)
+    assert all(n > 0 for n in counts), counts
+    # Their credits were dropped with the ticks: the sweep re-offers them, and two pairs
+    # of workers race over the same jobs.
+    with frozen(utcnow() + enforcement.CREDIT_GRACE + timedelta(seconds=1)):
+        await queue.enqueue_sla_sweep(redis, "race")
         workers = [*drain_workers(services.redis_url), *drain_workers(services.redis_url)]
         try:
             await asyncio.gather(*(w.main() for w in workers))
         finally:
             for w in workers:
                 await w.close()
+        await drain(services.redis_url)
     for incident_id in ids:
         assert await ledger(incident_id) == ["opened", "breached", "escalated"]
     breached = await OutboundEvent.count().where(OutboundEvent.type == "sla.breached")
@@ -237,8 +260,9 @@ async def test_escalation_climbs_the_ladder_until_answered(
     )
     assert r.status_code == 200
     assert r.json()["sla_status"] == "breached"
-    ts = micros(row["next_escalation_at"])
-    assert await sla_jobs.escalate_incident({"redis": redis}, incident["id"], ts) == "stale"
+    with frozen(row["next_escalation_at"] + timedelta(minutes=1)):
+        tick = await enforcement.tick()
+    assert (tick.escalated, tick.next_at) == (0, None)
     assert await ledger(incident["id"]) == [
         "opened",
         "breached",
@@ -248,7 +272,7 @@ async def test_escalation_climbs_the_ladder_until_answered(
     ]
 
 
-async def test_escalation_job_raises_the_level_when_due(
+async def test_the_clock_raises_the_escalation_level_when_due(
     client: httpx.AsyncClient,
     helpdesk_headers: dict[str, str],
     open_incident: Open,
@@ -261,13 +285,11 @@ async def test_escalation_job_raises_the_level_when_due(
     ).json()
     await run_worker()
     level_two_at = parse(incident["due_at"]) + timedelta(minutes=60)
-    ts = micros(level_two_at)
-    # The breach deferred the job for level 2 to its instant, under a deterministic id.
-    deferred = Job(f"sla_escalate:{incident['id']}:{ts}", redis, _queue_name=queue.DEADLINE_QUEUE)
-    assert await deferred.status() == JobStatus.deferred
-    # An hour later (the service's clock) the job runs.
+    assert (await enforcement.tick()).next_at == level_two_at
+    # An hour later (the service's clock) the clock raises it, once.
     with frozen(level_two_at + timedelta(seconds=1)):
-        assert await sla_jobs.escalate_incident({"redis": redis}, incident["id"], ts) == "escalated"
+        assert (await enforcement.tick()).escalated == 1
+        assert (await enforcement.tick()).escalated == 0
     body = await _get(client, helpdesk_headers, incident["id"])
     assert body["escalation_level"] == 2
     assert await outbound(incident["id"]) == ["sla.breached", "sla.escalated", "sla.escalated"]
@@ -283,7 +305,7 @@ async def test_an_incident_opened_days_ago_is_breached_at_once(
     customer: dict[str, Any],
     run_worker: RunWorker,
 ) -> None:
-    """Checks due more than a day ago are enqueued to run now (arq would refuse their TTL)."""
+    """A deadline days past is breached at once, at the level of the ladder reached."""
     r = await open_incident(customer["id"], "OLD-1", opened_at=ago(days=3))
     assert r.status_code == 201, r.text
     await run_worker()
@@ -303,14 +325,55 @@ async def test_the_sweep_settles_a_credit_whose_job_was_lost(
     incident = (
         await open_incident(customer["id"], "CR-1", opened_at=ago(hours=24, minutes=2))
     ).json()
-    ts = micros(parse(incident["due_at"]))
-    assert (
-        await sla_jobs.check_deadline({"redis": redis}, incident["id"], "sla_due", ts) == "breached"
-    )
-    await redis.flushdb()  # the credit job is lost with Redis
+    tick = await enforcement.tick()  # the credit job it returns is lost (never enqueued)
+    assert tick.breached == 1 and len(tick.jobs) == 1
     assert (await _get(client, helpdesk_headers, incident["id"]))["service_credit"] is None
     with frozen(utcnow() + timedelta(minutes=2)):  # past the sweep's grace for credits
         await queue.enqueue_sla_sweep(redis, "credits")
         await run_worker()
     body = await _get(client, helpdesk_headers, incident["id"])
     assert body["service_credit"]["kind"] == "none"
+
+
+async def test_the_worker_clock_breaches_on_time_with_nothing_queued(
+    client: httpx.AsyncClient,
+    helpdesk_headers: dict[str, str],
+    open_incident: Open,
+    customer: dict[str, Any],
+    redis: ArqRedis,
+) -> None:
+    # Due 1.5 s from now: opened 24 h minus 1.5 s ago under the 24 h P1 target.
+    incident = (
+        await open_incident(
+            customer["id"], "CLK-1", opened_at=ago(hours=24) + timedelta(seconds=1.5)
+        )
+    ).json()
+    await redis.flushdb()  # nothing in Redis speaks for it
+    state = sla_jobs.ClockState()
+    clock = asyncio.create_task(sla_jobs.run_clock(redis, state))
+    try:
+        for _ in range(100):
+            body = await _get(client, helpdesk_headers, incident["id"])
+            if body["sla_status"] == "breached":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        clock.cancel()
+        await asyncio.gather(clock, return_exceptions=True)
+    assert body["sla_status"] == "breached"
+    lateness = parse(body["breached_at"]) - parse(body["due_at"])
+    assert timedelta(0) <= lateness < timedelta(seconds=1), lateness
+    assert state.breached == 1 and state.error is None
+    # Its credit was queued by the clock, once.
+    assert await redis.zcard(queue.DEADLINE_QUEUE) == 1
+
+
+def test_a_worker_whose_clock_stopped_ticking_is_unhealthy() -> None:
+    from workers.process import HEALTHY_WITHIN_SECONDS, Health
+
+    health = Health()
+    now = health.clock.ticked_at
+    assert health.healthy(now)
+    health.clock.ticked_at = now - HEALTHY_WITHIN_SECONDS - 1
+    assert not health.healthy(now)
+    assert health.report()["deadline_clock"]["ticked_seconds_ago"] > HEALTHY_WITHIN_SECONDS

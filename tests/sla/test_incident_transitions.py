@@ -134,12 +134,8 @@ def test_open_computes_the_deadline_warnings_and_their_checks() -> None:
         "2026-11-23T12:00:00Z",
         "2026-11-23T12:36:00Z",
     ]
-    assert [(j.kind, j.at, j.ts) for j in t.jobs] == [
-        ("sla_warning", at(120), micros(at(120))),
-        ("sla_warning", at(180), micros(at(180))),
-        ("sla_warning", at(216), micros(at(216))),
-        ("sla_due", at(240), micros(at(240))),
-    ]
+    # Nothing to schedule: the worker's clock reads next_warning_at and due_at.
+    assert t.jobs == ()
     assert t.outbound == ()
 
 
@@ -417,7 +413,7 @@ def test_pause_and_resume_move_the_deadline_and_warnings_by_the_paused_time() ->
         "previous_due_at": "2026-11-23T13:00:00Z",
         "due_at": "2026-11-23T13:45:00Z",
     }
-    assert [j.at for j in resumed.jobs] == [at(165), at(225), at(261), at(285)]
+    assert (s.next_warning_at, resumed.jobs) == (at(165), ())
 
 
 def test_resume_schedules_only_the_warnings_not_yet_recorded() -> None:
@@ -425,7 +421,7 @@ def test_resume_schedules_only_the_warnings_not_yet_recorded() -> None:
     resumed = resume(pause(warned, 130, 130).state, 140, 140)
     assert resumed.state.warnings_sent == 1
     assert resumed.state.next_warning_at == resumed.state.warn_at[1].at
-    assert kinds(resumed) == ["sla_warning", "sla_warning", "sla_due"]
+    assert kinds(resumed) == []
 
 
 def test_a_priority_change_recomputes_from_the_opening() -> None:
@@ -434,7 +430,7 @@ def test_a_priority_change_recomputes_from_the_opening() -> None:
     assert types(t) == ["priority_changed"]
     assert t.events[0].at == at(100)
     assert t.events[0].data["from"] == "p1" and t.events[0].data["to"] == "p2"
-    assert kinds(t) == ["sla_warning", "sla_warning", "sla_warning", "sla_due"]
+    assert (t.state.next_warning_at, kinds(t)) == (t.state.warn_at[0].at, [])
     # To business hours: ten working hours from Monday 10:00 Berlin.
     assert reprioritise(ACTIVE, "p3", 100).state.coverage == "business_hours"
 
@@ -452,9 +448,9 @@ def test_the_same_priority_again_changes_nothing() -> None:
 # ---------------------------------------------------------------- breach and escalation
 
 LADDER: list[tuple[float, int, datetime | None, list[str]]] = [
-    (240, 1, at(300), ["sla_credit", "sla_escalate"]),  # on the deadline: level 1 (0 min)
-    (299, 1, at(300), ["sla_credit", "sla_escalate"]),
-    (300, 2, at(480), ["sla_credit", "sla_escalate"]),  # an hour late: level 2
+    (240, 1, at(300), ["sla_credit"]),  # on the deadline: level 1 (0 min)
+    (299, 1, at(300), ["sla_credit"]),
+    (300, 2, at(480), ["sla_credit"]),  # an hour late: level 2
     (480, 3, None, ["sla_credit"]),  # four hours late: the top of the ladder
     (10_000, 3, None, ["sla_credit"]),
 ]
@@ -495,7 +491,7 @@ def test_escalation_climbs_when_due_and_only_then() -> None:
     assert (t.state.escalation_level, t.state.next_escalation_at) == (2, at(480))
     assert [e.data for e in t.events] == [{"level": 2}]
     assert [o.data["escalation_level"] for o in t.outbound] == [2]
-    assert [(j.kind, j.at) for j in t.jobs] == [("sla_escalate", at(480))]
+    assert t.jobs == ()  # the clock reads next_escalation_at
     # A late job reaches every level it missed at once.
     late = escalate(BREACHED, 600)
     assert [e.data["level"] for e in late.events] == [2, 3]

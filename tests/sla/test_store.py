@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from common.db import engine
 from sla import incident, store
 from sla.incident import IncidentState, Policy, Transition
@@ -139,7 +137,7 @@ async def test_a_batch_of_breaches_is_written_whole_and_in_ledger_order(clean_db
         overdue = await store.overdue(now, 10)
         assert [s.id for s in overdue] == [s.id for s in reversed(states)]
         pairs = [(s, incident.breach(s, now=now, policy=POLICY)) for s in overdue]
-        await store.apply_breaches(pairs)
+        await store.apply_many(pairs)
     for _, t in pairs:
         assert await store.read(t.state.id) == t.state
         assert await ledger(t.state.id) == ["opened", *(e.type for e in t.events)]
@@ -147,10 +145,19 @@ async def test_a_batch_of_breaches_is_written_whole_and_in_ledger_order(clean_db
     assert await OutboundEvent.count().where(OutboundEvent.type == "sla.breached") == 3
 
 
-async def test_a_batch_refuses_what_is_not_a_breach_and_writes_nothing(clean_db: None) -> None:
-    s = (await _open("NB-1")).state
-    answered = incident.respond(s, at(10), now=at(10), policy=POLICY)
-    with pytest.raises(ValueError, match="not a breach"):
-        await store.apply_breaches([(s, answered)])
-    assert await store.read(s.id) == s
-    assert await ledger(s.id) == ["opened"]
+async def test_a_mixed_batch_writes_each_transition_whole(clean_db: None) -> None:
+    """Transitions changing different columns go in one call: each lands exactly."""
+    answered_first, paused_first, overdue = [
+        (await _open(f"MX-{i}", opened_at=at(-300 if i == 2 else 0))).state for i in range(3)
+    ]
+    pairs = [
+        (answered_first, incident.respond(answered_first, at(10), now=at(10), policy=POLICY)),
+        (paused_first, incident.pause(paused_first, at(20), None, now=at(20), policy=POLICY)),
+        (overdue, incident.breach(overdue, now=at(30), policy=POLICY)),
+    ]
+    async with engine().transaction():
+        await store.apply_many(pairs)
+    for _, t in pairs:
+        assert await store.read(t.state.id) == t.state
+        assert await ledger(t.state.id) == ["opened", *(e.type for e in t.events)]
+    assert [t.state.sla_status for _, t in pairs] == ["achieved", "paused", "breached"]
