@@ -19,6 +19,7 @@ from piccolo.columns import Column
 from piccolo.table import Table
 
 from billing import ordering, schemas
+from billing.stripe_gateway import gateway
 from billing.tables import (
     CreditNote,
     Customer,
@@ -241,9 +242,27 @@ def line_source(line: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lines(obj: Mapping[str, Any], plans: Mapping[str, tuple[str, int]]) -> list[dict[str, Any]]:
+async def _all_lines(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every line of the invoice: Stripe embeds the first ones only (``has_more``)."""
+    embedded = obj.get("lines") or {}
+    lines: list[Mapping[str, Any]] = list(embedded.get("data", []))
+    if embedded.get("has_more") and obj.get("id"):
+        lines, after = [], None
+        while True:
+            page = await gateway().invoice_lines(obj["id"], after)
+            data = page.get("data", [])
+            lines.extend(data)
+            if not page.get("has_more") or not data:
+                break
+            after = data[-1]["id"]
+    return lines
+
+
+def _lines(
+    all_lines: list[Mapping[str, Any]], plans: Mapping[str, tuple[str, int]]
+) -> list[dict[str, Any]]:
     lines = []
-    for line in (obj.get("lines") or {}).get("data", []):
+    for line in all_lines:
         found = line_source(line)
         plan = plans.get(found["stripe_price_id"] or "")
         lines.append(
@@ -312,7 +331,7 @@ async def invoice_values(obj: Mapping[str, Any]) -> dict[str, Any]:
         "finalized_at": _ts(transitions.get("finalized_at")),
         "paid_at": _ts(transitions.get("paid_at")),
         "hosted_invoice_url": obj.get("hosted_invoice_url"),
-        "lines": _lines(obj, await _plans_by_price()),
+        "lines": _lines(await _all_lines(obj), await _plans_by_price()),
         "stripe_object": dict(obj),
     }
 

@@ -161,6 +161,13 @@ class StripeGateway:
             params["created"] = {"gte": created_gte}
         return await self._call(ops[object_type], params=params)
 
+    async def invoice_lines(self, invoice_id: str, starting_after: str | None) -> StripeDict:
+        """One page of an invoice's lines (an invoice carries only its first ones)."""
+        params: dict[str, Any] = {"limit": 100}
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._call(self._v1.invoices.line_items.list_async, invoice_id, params=params)
+
     async def retrieve(self, object_type: str, stripe_id: str) -> StripeDict:
         """One of the objects ``list_page`` lists, as Stripe has it now."""
         ops = {

@@ -547,3 +547,43 @@ async def test_a_page_older_than_an_applied_event_is_not_written_over_it(
     assert outcome == "unchanged"  # fetched again before writing: Stripe says paid
     row = await Invoice.objects().where(Invoice.stripe_invoice_id == listed["id"]).first()
     assert row is not None and (row.status, row.amount_paid) == ("paid", 9900)
+
+
+async def test_an_invoice_with_more_lines_than_stripe_embeds_is_mirrored_whole(
+    customer: dict[str, Any], stripe_emu: Stripe
+) -> None:
+    """Stripe embeds an invoice's first lines only (``has_more``); the rest are fetched.
+    The lines are the overage billing's invoice items (``billing.usage``) and one other."""
+    stripe_customer = await _stripe_customer(customer["id"])
+    inv = await stripe_emu.post(
+        "/v1/invoices", customer=stripe_customer, collection_method="send_invoice", days_until_due=7
+    )
+    for n, meta in enumerate(({"incident_id": "inc_a"}, {"incident_id": "inc_b"}, {})):
+        await stripe_emu.post(
+            "/v1/invoiceitems",
+            customer=stripe_customer,
+            amount=2500 + n,
+            currency="usd",
+            invoice=inv["id"],
+            description=f"item {n}",
+            **{f"metadata[{k}]": v for k, v in meta.items()},
+        )
+    full = dict(await stripe_emu.get(f"/v1/invoices/{inv['id']}"))
+    truncated = {**full, "lines": {**full["lines"], "data": full["lines"]["data"][:1]}}
+    truncated["lines"]["has_more"] = True
+    await mirror.in_transaction(
+        inv["id"], lambda: mirror.upsert_invoice(truncated, event_key="000000000001:0:evt_x")
+    )
+    row = (
+        await Invoice.objects()
+        .where(Invoice.stripe_invoice_id == inv["id"])
+        .first()
+        .output(load_json=True)
+    )
+    assert row is not None and row.total == 2500 + 2501 + 2502
+    assert sorted((ln["amount"], ln["source"], ln["incident_id"]) for ln in row.lines) == [
+        (2500, "overage", "inc_a"),
+        (2501, "overage", "inc_b"),
+        (2502, "other", None),
+    ]
+    assert sorted(ln["id"] for ln in row.lines) == sorted(ln["id"] for ln in full["lines"]["data"])

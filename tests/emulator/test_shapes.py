@@ -247,6 +247,9 @@ async def _tour_of_the_gateway(gw: StripeGateway, raw: httpx.AsyncClient) -> set
         await call("list_page", object_type, starting_after=page["data"][0]["id"])
         fetched = await call("retrieve", object_type, page["data"][0]["id"])
         assert fetched["id"] == page["data"][0]["id"]
+    lines = await call("invoice_lines", invoice["id"], None)
+    assert lines["data"]
+    await call("invoice_lines", invoice["id"], lines["data"][0]["id"])
     return called
 
 
