@@ -26,6 +26,7 @@ from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
 from api.routes import incidents as incident_routes
 from api.routes import payments as payment_routes
+from api.routes import reports as report_routes
 from api.routes import system
 from api.routes import webhooks as webhook_routes
 from api.strict import StrictInputMiddleware
@@ -44,6 +45,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     *billing_routes.ROUTES,
     *incident_routes.ROUTES,
     *payment_routes.ROUTES,
+    *report_routes.ROUTES,
     *webhook_routes.ROUTES,
 )
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from billing import mirror, schemas
 from billing.exceptions import InvoiceNotFound
 from billing.tables import CreditNote, Invoice
-from common.money import Money
+from common.db import connection
+from common.money import Money, to_decimal
 
 
 def _invoice(r: dict[str, Any]) -> schemas.InvoiceView:
@@ -82,6 +84,23 @@ async def get_invoice(invoice_id: str) -> schemas.InvoiceView:
     return _invoice(row)
 
 
+# The post-payment credit notes of an invoice split into what went back to the card
+# (``refunds``) and what was credited (to the balance, or settled out of band).
+# Pre-payment credit notes lowered what was due and are already in ``amount_paid``.
+CREDIT_NOTE_SPLIT = """
+    SELECT COALESCE(sum(r.refunded), 0)::bigint AS refunded,
+           COALESCE(sum(c.amount - r.refunded), 0)::bigint AS credited
+      FROM credit_note c
+     CROSS JOIN LATERAL (
+           SELECT COALESCE(sum((x ->> 'amount_refunded')::bigint), 0) AS refunded
+             FROM jsonb_array_elements(
+                  CASE WHEN jsonb_typeof(c.stripe_object -> 'refunds') = 'array'
+                       THEN c.stripe_object -> 'refunds' ELSE '[]'::jsonb END) AS x) r
+     WHERE c.stripe_invoice_id = i.stripe_invoice_id
+       AND c.status <> 'void'
+       AND COALESCE(c.stripe_object ->> 'type', 'post_payment') <> 'pre_payment'
+"""
+
 CSV_FIELDS = (
     "id",
     "stripe_invoice_id",
@@ -101,24 +120,98 @@ CSV_FIELDS = (
     "paid_at",
     "period_start",
     "period_end",
+    "refunded",
+    "credited",
+    "net",
 )
+MONEY_FIELDS = (
+    "subtotal",
+    "tax",
+    "total",
+    "amount_paid",
+    "amount_due",
+    "refunded",
+    "credited",
+    "net",
+)
+# Each amount again as a decimal in major units of the row's currency ("123.45").
+CSV_HEADER = (*CSV_FIELDS, *(f"{f}_decimal" for f in MONEY_FIELDS))
+
+_EXPORT_SQL = """
+SELECT i.id, i.stripe_invoice_id, i.number, i.customer_id, i.subscription_id, i.status,
+       i.billing_reason, i.currency, i.subtotal, i.tax, i.total, i.amount_paid, i.amount_due,
+       i.created, i.finalized_at, i.paid_at, i.period_start, i.period_end,
+       cn.refunded, cn.credited, i.amount_paid - cn.refunded - cn.credited AS net
+  FROM invoice i
+ CROSS JOIN LATERAL (%s) cn
+ WHERE ($1::text IS NULL OR i.customer_id = $1)
+   AND ($2::text IS NULL OR i.status = $2)
+   AND ($3::timestamptz IS NULL OR i.created >= $3)
+   AND ($4::timestamptz IS NULL OR i.created < $4)
+ ORDER BY i.id DESC
+""".replace("%s", CREDIT_NOTE_SPLIT)  # constants only: every request value is a $n argument
+
+# Rows fetched per round trip from the server-side cursor, and written per chunk sent.
+EXPORT_PREFETCH = 1000
 
 
-def to_csv(invoices: list[schemas.InvoiceView]) -> str:
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
+
+
+async def invoices_csv(
+    *,
+    customer_id: str | None,
+    status: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> AsyncIterator[bytes]:
+    """The invoices the list would show, as CSV chunks, read from a server-side cursor.
+
+    One row per invoice, newest first; never more than ``EXPORT_PREFETCH`` rows in memory.
+    The first chunk (the header and the first rows) comes only once the connection, the
+    snapshot (one read-only repeatable-read transaction) and the first fetch succeeded:
+    a caller that awaits it before answering turns an outage into a 503, not a cut file.
+    The connection is held until the last row is sent (or the client goes away).
+    """
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_FIELDS)
-    for inv in invoices:
-        row = []
-        for field in CSV_FIELDS:
-            value = getattr(inv, field)
-            if isinstance(value, Money):
-                value = value.amount
-            elif isinstance(value, datetime):
-                value = value.isoformat().replace("+00:00", "Z")
-            row.append("" if value is None else value)
-        writer.writerow(row)
-    return out.getvalue()
+    writer.writerow(CSV_HEADER)
+    args = (customer_id, status, created_from, created_to)
+    async with connection() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        cursor = await conn.cursor(_EXPORT_SQL, *args)
+        while True:
+            rows = await cursor.fetch(EXPORT_PREFETCH)
+            for r in rows:
+                c = r["currency"]
+                writer.writerow(
+                    [_cell(r[f]) for f in CSV_FIELDS] + [to_decimal(r[f], c) for f in MONEY_FIELDS]
+                )
+            chunk = out.getvalue()
+            if chunk:
+                yield chunk.encode()
+                out.seek(0)
+                out.truncate()
+            if len(rows) < EXPORT_PREFETCH:
+                return
+
+
+def rows_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[bytes]:
+    """A small table (a report) as CSV chunks: the header, then one chunk per 500 rows."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for n, row in enumerate(rows, 1):
+        writer.writerow([_cell(v) for v in row])
+        if n % 500 == 0:
+            yield out.getvalue().encode()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode()
 
 
 async def list_credit_notes(

@@ -540,3 +540,92 @@ class StripeWebhookAck(msgspec.Struct, frozen=True):
     duplicate: bool
     id: str
     dead: bool = False  # stored, but cannot be applied as sent (see `support-billing stripe dead`)
+
+
+# ---------------------------------------------------------------- finance reports
+
+InvoiceStatus = Literal["draft", "open", "paid", "uncollectible", "void"]
+INVOICE_STATUSES: tuple[InvoiceStatus, ...] = ("draft", "open", "paid", "uncollectible", "void")
+RevenueGroup = Literal["month", "plan"]
+# Subscription invoices, or fast-track purchases (one-off payments): never summed together.
+RevenueLine = Literal["subscriptions", "fast_track"]
+
+
+class RevenueRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One group (a UTC month ``2026-11``, or a plan code) of one line of income, in one
+    currency. ``net`` is ``paid - refunded - credited``; ``service_credits`` is the part of
+    ``refunded`` and ``credited`` that SLA service credits paid (not added again)."""
+
+    group: str
+    line: RevenueLine
+    currency: str
+    documents: int  # invoices (subscriptions) or purchases (fast_track) in the group
+    invoiced: Money
+    paid: Money
+    refunded: Money
+    credited: Money
+    service_credits: Money
+    net: Money
+
+
+class RevenueTotal(msgspec.Struct, frozen=True, kw_only=True):
+    """Every line and group of one currency (currencies are never summed together)."""
+
+    currency: str
+    invoiced: Money
+    paid: Money
+    refunded: Money
+    credited: Money
+    service_credits: Money
+    net: Money
+
+
+class RevenueReport(msgspec.Struct, frozen=True, kw_only=True):
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    group_by: RevenueGroup
+    rows: list[RevenueRow]
+    totals: list[RevenueTotal]
+
+
+class MrrRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Monthly recurring revenue of one plan in one currency at ``at`` (annual prices / 12).
+    ``mrr`` counts ``active`` subscriptions; trialing and ``past_due`` ones are shown apart."""
+
+    plan: str
+    currency: str
+    active: int
+    mrr: Money
+    trialing: int
+    trialing_mrr: Money
+    past_due: int
+    past_due_mrr: Money
+
+
+class MrrMovement(msgspec.Struct, frozen=True, kw_only=True):
+    """How the ``active`` MRR of one currency moved from ``from`` to ``at``:
+    ``end_mrr = start_mrr + new + expansion - contraction - churn``."""
+
+    currency: str
+    start_mrr: Money
+    new: Money
+    expansion: Money
+    contraction: Money
+    churn: Money
+    end_mrr: Money
+
+
+class MrrReport(msgspec.Struct, frozen=True, kw_only=True):
+    at: datetime
+    start: datetime | None = msgspec.field(name="from")
+    rows: list[MrrRow]
+    totals: list[MrrRow]  # one per currency, plan "*"
+    movement: list[MrrMovement]  # empty without ``from``
+
+
+class IncidentCredit(msgspec.Struct, frozen=True):
+    """A service credit issued for one incident (what the SLA reports add up)."""
+
+    incident_id: str
+    kind: str
+    amount: Money

@@ -20,6 +20,7 @@ from billing import (
     inbox,
     payments,
     reconcile,
+    reports,
     reservations,
     schemas,
     seed,
@@ -109,8 +110,21 @@ expire_abandoned_reservations = reservations.expire_abandoned
 
 list_invoices = finance.list_invoices
 get_invoice = finance.get_invoice
-invoices_csv = finance.to_csv
 list_credit_notes = finance.list_credit_notes
+# CSV as an async iterator of chunks, read from a server-side cursor (never a list).
+invoices_csv = finance.invoices_csv
+INVOICE_CSV_HEADER = finance.CSV_HEADER
+# A small table (a report's rows) as CSV chunks.
+rows_csv = finance.rows_csv
+
+# ---------------------------------------------------------------- finance reports
+
+revenue_report = reports.revenue_report
+mrr_report = reports.mrr_report
+revenue_csv = reports.revenue_csv
+mrr_csv = reports.mrr_csv
+# The issued service credits of some incidents (the SLA reports add them up per tier).
+incident_credits = reports.incident_credits
 
 # ---------------------------------------------------------------- the mirror: payments, reconcile
 

@@ -43,3 +43,22 @@ def past_instant(value: datetime, *, field: str, now: datetime | None = None) ->
         shown = at.isoformat().replace("+00:00", "Z")
         raise InvalidRequest(f"{field} {shown} is in the future", field=field)
     return at
+
+
+def window(
+    start: datetime, end: datetime, *, start_field: str = "from", end_field: str = "to"
+) -> tuple[datetime, datetime]:
+    """A half-open interval ``[start, end)`` a request asks about, in UTC.
+
+    ``start`` not before ``end`` is ``InvalidRequest`` (422): each is a well-formed time the
+    schema admits, and the pair is refused by a rule the schema cannot state.
+    """
+    from common.errors import InvalidRequest
+
+    for value, field in ((start, start_field), (end, end_field)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidRequest(f"{field} must carry a timezone offset (RFC 3339)", field=field)
+    s, e = start.astimezone(UTC), end.astimezone(UTC)
+    if s >= e:
+        raise InvalidRequest(f"{start_field} must be before {end_field}", field=start_field)
+    return s, e

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import socket
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from typing import Any, cast
 
 import asyncpg
@@ -286,3 +287,19 @@ async def run_migrations() -> int:
     applied = printed.getvalue().count("[forwards]... ok")
     log.info("database schema is up to date", extra={"migrations_applied": applied})
     return applied
+
+
+@contextlib.asynccontextmanager
+async def connection() -> AsyncIterator[Any]:
+    """An asyncpg connection of the shared pool (or one of its own outside a server): for
+    reports that read with a server-side cursor or fetch many rows at once."""
+    db = engine()
+    if db.pool is not None:
+        async with db.pool.acquire() as conn:
+            yield conn
+        return
+    conn = await asyncpg.connect(db.config["dsn"])
+    try:
+        yield conn
+    finally:
+        await conn.close()

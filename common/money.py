@@ -185,3 +185,27 @@ def percent_of(amount: int, percent: int | float) -> int:
     # Work in integer hundredths of a percent so 12.5 % is exact.
     basis_points = round(percent * 100)
     return max(0, (amount * basis_points + 5_000) // 10_000)
+
+
+# Minor units per major unit where it is not 100 (ISO 4217 exponents, as Stripe uses them).
+ZERO_DECIMAL: Final[frozenset[str]] = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
+    | {"xaf", "xof", "xpf"}
+)
+THREE_DECIMAL: Final[frozenset[str]] = frozenset({"bhd", "iqd", "jod", "kwd", "lyd", "omr", "tnd"})
+
+
+def exponent(currency: str) -> int:
+    """Digits after the decimal point of ``currency`` (2 for most, 0 for ``jpy``)."""
+    c = currency.lower()
+    return 0 if c in ZERO_DECIMAL else 3 if c in THREE_DECIMAL else 2
+
+
+def to_decimal(amount: int, currency: str) -> str:
+    """``amount`` minor units as a decimal string in major units: 12345 usd → ``"123.45"``."""
+    digits = exponent(currency)
+    if digits == 0:
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    whole, part = divmod(abs(amount), 10**digits)
+    return f"{sign}{whole}.{part:0{digits}d}"

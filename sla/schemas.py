@@ -212,3 +212,60 @@ class SlaJob(msgspec.Struct, frozen=True):
     incident_id: str
     at: datetime
     ts: int
+
+
+# ---------------------------------------------------------------- reports
+
+
+class SlaReportRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Incidents of one tier and priority opened in the window. ``attainment_percent`` is
+    achieved / (achieved + breached) * 100 (null when none is decided yet); first-response
+    figures are over incidents that got one, in wall-clock minutes and in the business
+    minutes their coverage counts (24x7: every minute; business hours: the customer's
+    calendar), paused time excluded from the business figures."""
+
+    tier: str
+    priority: str
+    incidents: int
+    achieved: int
+    breached: int
+    open: int
+    attainment_percent: float | None
+    responded: int
+    median_first_response_minutes: float | None
+    p95_first_response_minutes: float | None
+    median_first_response_business_minutes: float | None
+    p95_first_response_business_minutes: float | None
+    credits_paid: list[Money]  # one per currency
+
+
+class SlaReport(msgspec.Struct, frozen=True, kw_only=True):
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    rows: list[SlaReportRow]
+
+
+class WorthItRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One tier over the window, side by side with ``standard``: what it earned (net
+    revenue of its subscriptions), what its broken promises cost (service credits), how
+    often the promise held and how fast a first response came."""
+
+    tier: str
+    revenue: list[Money]  # net, one per currency
+    credits_paid: list[Money]  # one per currency
+    incidents: int
+    achieved: int
+    breached: int
+    attainment_percent: float | None
+    median_first_response_minutes: float | None
+    median_first_response_business_minutes: float | None
+    # Against standard in the same window: percentage points, and standard's median over
+    # this tier's (2.0: first responses came twice as fast). Null when either side is empty.
+    attainment_vs_standard_points: float | None
+    first_response_speedup_vs_standard: float | None
+
+
+class WorthItReport(msgspec.Struct, frozen=True, kw_only=True):
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    rows: list[WorthItRow]

@@ -19,7 +19,7 @@ from common.clock import utcnow
 from common.config import get_settings
 from common.db import engine
 from common.ids import new_id
-from sla import enforcement, incident, store, terms
+from sla import enforcement, incident, reports, store, terms
 from sla.deadlines import Deadline
 from sla.exceptions import IncidentNotFound, InvalidCalendar
 from sla.incident import IncidentState, Policy, Transition, not_future, to_incident
@@ -39,6 +39,13 @@ from sla.schemas import (
 # and settle it now.
 retry_credit = enforcement.retry_credit
 settle_credit = enforcement.settle_credit
+
+# Reports (finance, admin; helpdesk too): attainment per tier and priority, and per tier
+# revenue vs credits vs attainment side by side with standard. Each has a CSV form.
+sla_report = reports.sla_report
+worth_it_report = reports.worth_it_report
+sla_csv = reports.sla_csv
+worth_it_csv = reports.worth_it_csv
 
 
 def _policy() -> Policy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -55,3 +56,15 @@ async def purge_idempotency_records(ctx: dict[str, Any]) -> int:
 CRON_JOBS: list[Any] = [
     cron(purge_idempotency_records, minute=set(range(0, 60, 10)), unique=True),
 ]
+
+
+def stopping() -> None:
+    """Re-raise the cancellation a failure hid: a task told to stop stays stopped.
+
+    Cancelling a task inside a transaction makes the rollback raise (the connection
+    was mid-query), and a loop that retries after any ``Exception`` would then go on
+    forever, holding the process's shutdown with it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -35,6 +35,7 @@ from billing.service import close_stripe, configure_stripe
 from common import db
 from common.config import Settings, configure_logging, get_settings
 from workers import queue
+from workers.jobs import stopping
 from workers.sla_jobs import ClockState, run_clock
 
 log = logging.getLogger("workers.process")
@@ -53,8 +54,17 @@ STOP_GRACE_SECONDS = 10.0
 class ServiceWorker(Worker):
     """arq's Worker with leased job locks and a slot count that survives Redis errors."""
 
-    def __init__(self, *args: Any, job_lease_seconds: float = JOB_LEASE_SECONDS, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        job_lease_seconds: float = JOB_LEASE_SECONDS,
+        yield_to: ClockState | None = None,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
+        # While this clock is behind (a burst of deadlines), take no new jobs: the
+        # process's CPU goes to the deadlines first, the jobs wait in Redis meanwhile.
+        self.yield_to = yield_to
         # arq sets the in-progress key for the longest job timeout + 10 s (310 s with the
         # sweep's 300 s): a job whose worker died stayed locked that long.
         self.in_progress_timeout_s = job_lease_seconds
@@ -62,7 +72,14 @@ class ServiceWorker(Worker):
         self.last_poll = time.monotonic()
 
     async def _poll_iteration(self) -> None:
-        await super()._poll_iteration()
+        if self.yield_to is not None and self.yield_to.behind and self.allow_pick_jobs:
+            self.allow_pick_jobs = False  # still reaps finished jobs and reports health
+            try:
+                await super()._poll_iteration()
+            finally:
+                self.allow_pick_jobs = True
+        else:
+            await super()._poll_iteration()
         self.last_poll = time.monotonic()
 
     async def renew_job_leases(self) -> None:
@@ -191,8 +208,11 @@ def health_file(settings: Settings, pid: int | None = None) -> Path:
     return health_dir(settings) / f"worker-{pid or os.getpid()}.json"
 
 
-def build_workers(settings: Settings, redis: Any, ctx: dict[str, Any]) -> list[ServiceWorker]:
-    """One worker per queue, sharing the process's Redis pool and database pool."""
+def build_workers(
+    settings: Settings, redis: Any, ctx: dict[str, Any], clock: ClockState | None = None
+) -> list[ServiceWorker]:
+    """One worker per queue, sharing the process's Redis pool and database pool; the
+    credits' worker yields to ``clock`` while it is behind."""
     from workers import settings as ws
 
     common: dict[str, Any] = {
@@ -214,6 +234,7 @@ def build_workers(settings: Settings, redis: Any, ctx: dict[str, Any]) -> list[S
             queue_name=queue.DEADLINE_QUEUE,
             job_timeout=ws.DEADLINE_JOB_TIMEOUT,
             max_jobs=settings.worker_database_pool_size,
+            yield_to=clock,
             **common,
         ),
         ServiceWorker(
@@ -236,6 +257,7 @@ async def _keep_polling(worker: ServiceWorker) -> None:
             await worker.main()
             return
         except Exception as e:
+            stopping()
             if time.monotonic() - began > 30:
                 delay = 0.25  # it had been running fine: a new outage starts from the top
             log.warning(
@@ -300,7 +322,7 @@ async def serve(settings: Settings | None = None) -> None:
     redis = await queue.connect(settings.redis, wait=False)
     health = Health()
     ctx: dict[str, Any] = {"settings": settings, "redis": redis, "health": health}
-    workers = build_workers(settings, redis, ctx)
+    workers = build_workers(settings, redis, ctx, health.clock)
     health.workers = workers
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -321,9 +343,12 @@ async def serve(settings: Settings | None = None) -> None:
         for w in workers:
             w.allow_pick_jobs = False
         await _finish_running(workers)
-        for task in (*running, watcher, catch_up):
+        tasks = (*running, watcher, catch_up)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*running, watcher, catch_up, return_exceptions=True)
+        _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+        if stuck:
+            log.error("tasks ignored their cancellation; stopping without them: %r", stuck)
         with contextlib.suppress(Exception):
             health_file(settings).unlink(missing_ok=True)
         await _close(redis)

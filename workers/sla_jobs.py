@@ -26,7 +26,7 @@ from common.errors import UpstreamUnavailable
 from sla import enforcement
 from sla.enforcement import Check, Tick
 from workers import queue
-from workers.jobs import retry_on_outage
+from workers.jobs import retry_on_outage, stopping
 
 log = logging.getLogger("workers.sla")
 
@@ -45,12 +45,14 @@ class ClockState:
     # A fresh process gets the grace period before its first tick counts against it.
     ticked_at: float = field(default_factory=time.monotonic)
     error: str | None = None
+    # A batch came back full: more is due than one tick could take (a burst).
+    behind: bool = False
     breached: int = 0
     warned: int = 0
     escalated: int = 0
 
     def count(self, tick: Tick) -> None:
-        self.ticked_at, self.error = time.monotonic(), None
+        self.ticked_at, self.error, self.behind = time.monotonic(), None, tick.more
         self.breached += tick.breached
         self.warned += tick.warned
         self.escalated += tick.escalated
@@ -72,6 +74,7 @@ async def run_clock(redis: ArqRedis, state: ClockState, *, nap: float = CLOCK_NA
         try:
             tick = await enforcement.tick()
         except Exception as e:  # an outage: the rows are still there, try again soon
+            stopping()
             state.error = repr(e)[:300]
             log.warning("deadline clock could not tick (%r); again in %.2f s", e, backoff)
             await asyncio.sleep(backoff)

@@ -211,7 +211,10 @@ async def test_two_clocks_and_workers_never_breach_or_credit_twice(
     ]
     # Two clocks in small batches split the rows (SKIP LOCKED) and race each other.
     counts = await asyncio.gather(_clock(3), _clock(3))
-    assert sum(counts) == len(ids)
+    left = await IncidentRow.select(IncidentRow.id, IncidentRow.sla_status).where(
+        IncidentRow.sla_status != "breached"
+    )
+    assert (sum(counts), left) == (len(ids), [])
     assert all(n > 0 for n in counts), counts
     # Their credits were dropped with the ticks: the sweep re-offers them, and two pairs
     # of workers race over the same jobs.
@@ -352,14 +355,15 @@ async def test_the_worker_clock_breaches_on_time_with_nothing_queued(
     state = sla_jobs.ClockState()
     clock = asyncio.create_task(sla_jobs.run_clock(redis, state))
     try:
+        # Until the clock has counted its tick (the breach commits a moment before).
         for _ in range(100):
-            body = await _get(client, helpdesk_headers, incident["id"])
-            if body["sla_status"] == "breached":
+            if state.breached:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
     finally:
         clock.cancel()
         await asyncio.gather(clock, return_exceptions=True)
+    body = await _get(client, helpdesk_headers, incident["id"])
     assert body["sla_status"] == "breached"
     lateness = parse(body["breached_at"]) - parse(body["due_at"])
     assert timedelta(0) <= lateness < timedelta(seconds=1), lateness
@@ -377,3 +381,65 @@ def test_a_worker_whose_clock_stopped_ticking_is_unhealthy() -> None:
     health.clock.ticked_at = now - HEALTHY_WITHIN_SECONDS - 1
     assert not health.healthy(now)
     assert health.report()["deadline_clock"]["ticked_seconds_ago"] > HEALTHY_WITHIN_SECONDS
+
+
+async def test_a_clock_whose_rollback_hides_its_cancellation_still_stops(
+    redis: ArqRedis, monkeypatch: Any
+) -> None:
+    """Cancelled mid-transaction, the rollback raises instead (the connection was mid-query):
+    the clock must stop all the same, or the worker's shutdown waits on it for ever."""
+    ticking = asyncio.Event()
+
+    async def tick_whose_rollback_fails(batch: int = 200) -> enforcement.Tick:
+        ticking.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise ConnectionResetError("rollback on a connection mid-query") from None
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(enforcement, "tick", tick_whose_rollback_fails)
+    clock = asyncio.create_task(sla_jobs.run_clock(redis, sla_jobs.ClockState()))
+    await asyncio.wait_for(ticking.wait(), 5)
+    clock.cancel()
+    done, _ = await asyncio.wait([clock], timeout=2)
+    assert clock in done and clock.cancelled()
+
+
+async def test_the_credit_queue_waits_while_the_clock_is_behind(
+    redis: ArqRedis, services: Any, clean_db: None
+) -> None:
+    """A burst of deadlines goes first: the credits' worker takes no job until the clock
+    has caught up, then takes them all."""
+    from workers import runtime
+    from workers import settings as ws
+    from workers.process import ServiceWorker
+
+    clock = sla_jobs.ClockState(behind=True)
+    worker = ServiceWorker(
+        functions=ws.DEADLINE_FUNCTIONS,
+        redis_settings=queue.redis_settings(services.redis_url),
+        queue_name=queue.DEADLINE_QUEUE,
+        on_startup=runtime.startup,
+        on_shutdown=runtime.shutdown,
+        handle_signals=False,
+        burst=True,
+        poll_delay=0,
+        yield_to=clock,
+    )
+    await queue.enqueue_sla_sweep(redis, "held")
+    try:
+        worker._pool = redis
+        worker.ctx["redis"] = redis
+        await worker._poll_iteration()
+        assert worker.jobs_complete == 0 and not worker.tasks
+        assert await redis.zcard(queue.DEADLINE_QUEUE) == 1
+        clock.behind = False
+        await worker._poll_iteration()
+        await asyncio.gather(*worker.tasks.values())
+        await worker._poll_iteration()
+        assert worker.jobs_complete == 1
+        assert worker.allow_pick_jobs
+    finally:
+        worker._pool = None
+        await worker.close()
