@@ -28,6 +28,7 @@ from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
 from api.routes import finance_page, system
 from api.routes import incidents as incident_routes
+from api.routes import payments as payment_routes
 from api.routes import reports as report_routes
 from api.routes import webhooks as webhook_routes
 from api.strict import StrictInputMiddleware
@@ -45,6 +46,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     audit_routes.AuditLogController,
     *billing_routes.ROUTES,
     *incident_routes.ROUTES,
+    *payment_routes.ROUTES,
     *report_routes.ROUTES,
     *webhook_routes.ROUTES,
     *finance_page.ROUTES,

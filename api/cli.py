@@ -120,7 +120,7 @@ def keys_create(role: str, name: str) -> None:
 
 @main.group("stripe")
 def stripe_group() -> None:
-    """Stripe catalog sync and event replay."""
+    """Stripe catalog sync, event replay and mirror reconcile."""
 
 
 def _with_stripe(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
@@ -209,6 +209,40 @@ def stripe_replay(failed: bool, event_ids: tuple[str, ...]) -> None:
             return await _each(marked, billing.process_stripe_event, "cli:replay")
 
         _report(_with_stripe(settings, replay), "no matching events")
+
+
+@stripe_group.command("reconcile")
+@click.option(
+    "--since",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only objects Stripe created in the last DAYS days (default: all).",
+    metavar="DAYS",
+)
+def stripe_reconcile(since: int | None) -> None:
+    """Page through Stripe's invoices, credit notes, payments and refunds and repair the
+    mirror (a missing row is restored, a differing one repaired); prints what it fixed."""
+    from datetime import timedelta
+
+    from common.clock import utcnow
+
+    settings = _settings()
+    with _services(settings, redis=False):
+        from billing import service as billing
+
+        start = None if since is None else utcnow() - timedelta(days=since)
+        report = _with_stripe(settings, lambda: billing.reconcile_with_stripe(start))
+        for name in ("invoices", "credit_notes", "payments", "refunds"):
+            counts = getattr(report, name)
+            click.echo(
+                f"{name}: checked {counts.checked}, restored {counts.restored},"
+                f" repaired {counts.repaired}"
+            )
+            for stripe_id in counts.restored_ids:
+                click.echo(f"  restored {stripe_id}")
+            for stripe_id in counts.repaired_ids:
+                click.echo(f"  repaired {stripe_id}")
+        click.echo(f"fixed {report.total_fixed} object(s)")
 
 
 @main.group("credits")

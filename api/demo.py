@@ -363,8 +363,13 @@ def main(
         print(f"\nThe demo stopped: {e}", file=sys.stderr)
         return 1
     except httpx.HTTPError as e:
+        # Name the server that did not answer: the API, or the emulator (STRIPE_EMULATOR_PORT).
+        url = e.request.url if isinstance(e, httpx.RequestError) else base
+        where = f"{url.scheme}://{url.host}:{url.port}" if isinstance(url, httpx.URL) else url
+        what = "the Stripe emulator" if where.rstrip("/") == stripe.rstrip("/") else "the API"
         print(
-            f"\nThe demo stopped: {base} did not answer ({e}); is `make run` running?",
+            f"\nThe demo stopped: {what} at {where} did not answer ({e}); is `make run` running"
+            " (with the same PORT and STRIPE_EMULATOR_PORT)?",
             file=sys.stderr,
         )
         return 1

@@ -70,5 +70,9 @@ class InvoiceNotFound(NotFound):
     pass
 
 
+class PaymentNotFound(NotFound):
+    pass
+
+
 class ServiceCreditNotFound(NotFound):
     pass

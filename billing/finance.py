@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from billing import schemas
+from billing import mirror, schemas
 from billing.exceptions import InvoiceNotFound
 from billing.tables import CreditNote, Invoice
 from common.db import connection
@@ -37,10 +37,7 @@ def _invoice(r: dict[str, Any]) -> schemas.InvoiceView:
         finalized_at=r["finalized_at"],
         paid_at=r["paid_at"],
         hosted_invoice_url=r["hosted_invoice_url"],
-        lines=[
-            schemas.InvoiceLine(line.get("description"), int(line.get("amount") or 0))
-            for line in (r["lines"] or [])
-        ],
+        lines=[mirror.line_view(line) for line in (r["lines"] or [])],
     )
 
 
@@ -238,6 +235,8 @@ async def list_credit_notes(
             reason=r.reason,
             memo=r.memo,
             created=r.created,
+            incident_id=r.incident_id,
+            service_credit_id=r.service_credit_id,
         )
         for r in rows[:limit]
     ], len(rows) > limit

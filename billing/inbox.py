@@ -284,6 +284,7 @@ async def _apply(event: dict[str, Any]) -> str:
     key = subscriptions.event_key(int(event.get("created", 0)), obj.get("status", ""), event["id"])
     if kind.startswith("customer.subscription."):
         await subscriptions.apply_remote(obj, event_key=key)
+        await mirror.link_subscription(obj.get("id"))
         await _remember_saved_card(obj, "default_payment_method")
         return "subscription"
     if kind == "checkout.session.completed":
@@ -292,17 +293,21 @@ async def _apply(event: dict[str, Any]) -> str:
         await mirror.invoice(obj, int(event.get("created", 0)), event["id"])
         return "invoice"
     if kind.startswith("payment_intent."):
+        await mirror.payment_intent(obj, int(event.get("created", 0)), event["id"])
         await fasttrack.apply_payment_intent(obj)
         if obj.get("status") == "succeeded" and obj.get("setup_future_usage"):
             # Paid with `setup_future_usage`: Stripe attached the card for later use.
             await _remember_saved_card(obj, "payment_method")
         return "payment_intent"
-    if kind == "credit_note.created" or kind == "credit_note.voided":
-        await mirror.credit_note(obj)
+    if kind in ("credit_note.created", "credit_note.updated", "credit_note.voided"):
+        await mirror.credit_note(obj, int(event.get("created", 0)), event["id"])
         return "credit_note"
-    if kind in ("refund.created", "refund.updated"):
-        await mirror.refund(obj)
+    if kind in ("refund.created", "refund.updated", "refund.failed"):
+        await mirror.refund(obj, int(event.get("created", 0)), event["id"])
         return "refund"
+    if kind in ("charge.succeeded", "charge.refunded"):
+        await mirror.charge(obj)
+        return "charge"
     if kind == "customer.created":
         # Ours, when its create answered nothing we could read (a reservation left
         # waiting for a retry that never came): the reservation is finished here.
@@ -324,11 +329,13 @@ async def _checkout_completed(session: dict[str, Any], key: str) -> str:
     sub_ref = session.get("subscription")
     if isinstance(sub_ref, dict):
         await subscriptions.apply_remote(sub_ref, event_key=key)
+        await mirror.link_subscription(sub_ref)
         await _remember_saved_card(sub_ref, "default_payment_method")
     elif isinstance(sub_ref, str):
         # The session carries only the id; Stripe's object is the truth right now.
         remote = await gateway().retrieve_subscription(sub_ref)
         await subscriptions.apply_remote(remote, event_key=None)
+        await mirror.link_subscription(remote)
         # Checkout leaves the card as the subscription's default, not the customer's.
         await _remember_saved_card(remote, "default_payment_method")
     return "subscription"

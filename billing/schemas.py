@@ -381,9 +381,41 @@ class ServiceCreditOutcome(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- finance (the Stripe mirror)
 
 
+LineSource = Literal["subscription", "proration", "overage", "fast_track", "other"]
+LINE_SOURCES: tuple[LineSource, ...] = (
+    "subscription",
+    "proration",
+    "overage",
+    "fast_track",
+    "other",
+)
+
+
 class InvoiceLine(msgspec.Struct, frozen=True):
+    """One line of an invoice, with what produced it (``source``) when known."""
+
     description: str | None
     amount: int
+    stripe_line_id: str | None = None
+    source: Annotated[
+        LineSource,
+        msgspec.Meta(
+            description=(
+                "What produced the line: the plan's subscription, a proration of a plan"
+                " change, an incident beyond the allowance (overage), a fast-track purchase,"
+                " or something else."
+            )
+        ),
+    ] = "other"
+    proration: bool = False
+    plan_code: str | None = None
+    plan_version: int | None = None
+    incident_id: str | None = None
+    fast_track_purchase_id: str | None = None
+    stripe_price_id: str | None = None
+    stripe_invoice_item_id: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
 
 
 class InvoiceView(msgspec.Struct, frozen=True):
@@ -420,6 +452,70 @@ class CreditNoteView(msgspec.Struct, frozen=True):
     reason: str | None
     memo: str | None
     created: datetime
+    incident_id: str | None = None
+    service_credit_id: str | None = None
+
+
+class RefundView(msgspec.Struct, frozen=True):
+    id: str
+    stripe_refund_id: str
+    stripe_payment_intent_id: str | None
+    customer_id: str | None
+    amount: Money
+    status: str
+    reason: str | None
+    created: datetime
+    fast_track_purchase_id: str | None = None
+    incident_id: str | None = None
+    service_credit_id: str | None = None
+
+
+class PaymentView(msgspec.Struct, frozen=True):
+    """A one-off payment (a fast-track purchase's PaymentIntent), as Stripe last told us."""
+
+    id: str
+    stripe_payment_intent_id: str
+    stripe_charge_id: str | None
+    customer_id: str | None
+    fast_track_purchase_id: str | None
+    amount: Money
+    amount_received: Money
+    amount_refunded: Money
+    currency: str
+    status: str
+    description: str | None
+    created: datetime
+    paid_at: datetime | None
+    refunds: list[RefundView] = []
+
+
+class ReconcileCounts(msgspec.Struct, frozen=True):
+    """One Stripe object type: how many were checked, restored (no row) and repaired."""
+
+    checked: int = 0
+    restored: int = 0
+    repaired: int = 0
+    restored_ids: list[str] = []
+    repaired_ids: list[str] = []
+
+
+class ReconcileReport(msgspec.Struct, frozen=True):
+    """What a reconcile run found different between Stripe and the mirror, and fixed."""
+
+    started_at: datetime
+    finished_at: datetime
+    since: datetime | None
+    invoices: ReconcileCounts
+    credit_notes: ReconcileCounts
+    payments: ReconcileCounts
+    refunds: ReconcileCounts
+
+    @property
+    def total_fixed(self) -> int:
+        return sum(
+            c.restored + c.repaired
+            for c in (self.invoices, self.credit_notes, self.payments, self.refunds)
+        )
 
 
 # ---------------------------------------------------------------- requests on a customer's billing

@@ -18,6 +18,8 @@ from billing import (
     fasttrack,
     finance,
     inbox,
+    payments,
+    reconcile,
     reports,
     reservations,
     schemas,
@@ -123,3 +125,9 @@ revenue_csv = reports.revenue_csv
 mrr_csv = reports.mrr_csv
 # The issued service credits of some incidents (the SLA reports add them up per tier).
 incident_credits = reports.incident_credits
+
+# ---------------------------------------------------------------- the mirror: payments, reconcile
+
+list_payments = payments.list_payments
+get_payment = payments.get_payment
+reconcile_with_stripe = reconcile.reconcile

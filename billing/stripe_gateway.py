@@ -136,6 +136,49 @@ class StripeGateway:
             params["starting_after"] = starting_after
         return await self._call(self._v1.events.list_async, params=params)
 
+    async def list_page(
+        self,
+        object_type: str,
+        *,
+        starting_after: str | None = None,
+        created_gte: int | None = None,
+    ) -> StripeDict:
+        """One page (newest first, 100 at most) of Stripe's ``invoice``, ``credit_note``,
+        ``payment_intent`` or ``refund`` objects, optionally created at ``created_gte`` or
+        later. PaymentIntents come with their latest charge (paid time, amount refunded)."""
+        ops = {
+            "invoice": self._v1.invoices.list_async,
+            "credit_note": self._v1.credit_notes.list_async,
+            "payment_intent": self._v1.payment_intents.list_async,
+            "refund": self._v1.refunds.list_async,
+        }
+        params: dict[str, Any] = {"limit": 100}
+        if object_type == "payment_intent":
+            params["expand"] = ["data.latest_charge"]
+        if starting_after:
+            params["starting_after"] = starting_after
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        return await self._call(ops[object_type], params=params)
+
+    async def invoice_lines(self, invoice_id: str, starting_after: str | None) -> StripeDict:
+        """One page of an invoice's lines (an invoice carries only its first ones)."""
+        params: dict[str, Any] = {"limit": 100}
+        if starting_after:
+            params["starting_after"] = starting_after
+        return await self._call(self._v1.invoices.line_items.list_async, invoice_id, params=params)
+
+    async def retrieve(self, object_type: str, stripe_id: str) -> StripeDict:
+        """One of the objects ``list_page`` lists, as Stripe has it now."""
+        ops = {
+            "invoice": self._v1.invoices.retrieve_async,
+            "credit_note": self._v1.credit_notes.retrieve_async,
+            "payment_intent": self._v1.payment_intents.retrieve_async,
+            "refund": self._v1.refunds.retrieve_async,
+        }
+        params = {"expand": ["latest_charge"]} if object_type == "payment_intent" else None
+        return await self._call(ops[object_type], stripe_id, params=params)
+
     # ------------------------------------------------------------ catalog
 
     async def prices_by_lookup_keys(self, keys: list[str]) -> dict[str, StripeDict]:

@@ -223,6 +223,10 @@ class CreditNote(Table, tablename="credit_note"):
     memo = Text(null=True, default=None)
     created = Timestamptz(index=True)
     stripe_object = JSONB(default={})
+    # The breached incident (and our service credit) it pays, from our metadata.
+    incident_id = Varchar(length=40, null=True, default=None, index=True)
+    service_credit_id = Varchar(length=40, null=True, default=None)
+    stripe_event_key = Varchar(length=160, default="")
 
 
 class Refund(Table, tablename="refund"):
@@ -237,6 +241,34 @@ class Refund(Table, tablename="refund"):
     status = Varchar(length=20)
     reason = Text(null=True, default=None)
     created = Timestamptz(index=True)
+    stripe_charge_id = Varchar(length=100, null=True, default=None)
+    # What it gives back: a fast-track purchase, and the breached incident when it is a
+    # service credit (from our metadata).
+    fast_track_purchase_id = Varchar(length=40, null=True, default=None)
+    incident_id = Varchar(length=40, null=True, default=None, index=True)
+    service_credit_id = Varchar(length=40, null=True, default=None)
+    stripe_object = JSONB(default={})
+    stripe_event_key = Varchar(length=160, default="")
+
+
+class Payment(Table, tablename="payment"):
+    """Mirror of a one-off Stripe PaymentIntent (a fast-track purchase), with its charge."""
+
+    id = Varchar(length=40, primary_key=True)
+    stripe_payment_intent_id = Varchar(length=100, unique=True)
+    stripe_charge_id = Varchar(length=100, null=True, default=None)
+    customer_id = Varchar(length=40, null=True, default=None, index=True)
+    fast_track_purchase_id = Varchar(length=40, null=True, default=None, index=True)
+    amount = BigInt(default=0)
+    amount_received = BigInt(default=0)
+    amount_refunded = BigInt(default=0)
+    currency = Varchar(length=3)
+    status = Varchar(length=40, index=True)
+    description = Text(null=True, default=None)
+    created = Timestamptz(index=True)
+    paid_at = Timestamptz(null=True, default=None)
+    stripe_object = JSONB(default={})
+    stripe_event_key = Varchar(length=160, default="")
 
 
 class StripeEvent(Table, tablename="stripe_event"):
@@ -278,6 +310,7 @@ TABLES: tuple[type[Table], ...] = (
     Invoice,
     CreditNote,
     Refund,
+    Payment,
     StripeEvent,
     StripeSyncState,
 )

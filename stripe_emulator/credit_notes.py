@@ -12,7 +12,14 @@ from stripe_emulator.invoices import mark_paid, refresh_totals
 from stripe_emulator.objects import Obj, build, list_object
 from stripe_emulator.payments import refund_charge, refundable
 from stripe_emulator.routing import route
-from stripe_emulator.state import State, list_filter, newest_first, paginate, snapshot
+from stripe_emulator.state import (
+    State,
+    created_filter,
+    list_filter,
+    newest_first,
+    paginate,
+    snapshot,
+)
 
 REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory")
 _REFUND_REASONS = {"duplicate": "duplicate", "fraudulent": "fraudulent"}
@@ -272,7 +279,7 @@ def list_credit_notes(state: State, p: Params) -> Obj:
     items = list_filter(
         state.scan("credit_note"), invoice=p.text("invoice"), customer=p.text("customer")
     )
-    return paginate(newest_first(items), p, "/v1/credit_notes")
+    return paginate(newest_first(created_filter(items, p)), p, "/v1/credit_notes")
 
 
 @route("POST", "/v1/credit_notes/{note_id}")

@@ -15,7 +15,14 @@ from stripe_emulator.payments import (
     customer_payment_method,
 )
 from stripe_emulator.routing import route
-from stripe_emulator.state import State, list_filter, newest_first, paginate, snapshot
+from stripe_emulator.state import (
+    State,
+    created_filter,
+    list_filter,
+    newest_first,
+    paginate,
+    snapshot,
+)
 
 TIMES = "\N{MULTIPLICATION SIGN}"  # Stripe writes quantities as "2 <times> Gold"
 _SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "cad": "CA$", "aud": "A$"}
@@ -526,7 +533,7 @@ def list_invoices(state: State, p: Params) -> Obj:
         status=p.text("status"),
         collection_method=p.text("collection_method"),
     )
-    return paginate(newest_first(items), p, "/v1/invoices")
+    return paginate(newest_first(created_filter(items, p)), p, "/v1/invoices")
 
 
 @route("POST", "/v1/invoices/{invoice_id}")

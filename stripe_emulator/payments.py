@@ -13,6 +13,7 @@ from stripe_emulator.routing import route
 from stripe_emulator.state import (
     RequestInfo,
     State,
+    created_filter,
     list_filter,
     newest_first,
     paginate,
@@ -424,7 +425,7 @@ def retrieve_payment_intent(state: State, p: Params, pi_id: str) -> Obj:
 @route("GET", "/v1/payment_intents")
 def list_payment_intents(state: State, p: Params) -> Obj:
     items = list_filter(state.scan("payment_intent"), customer=p.text("customer"))
-    return paginate(newest_first(items), p, "/v1/payment_intents")
+    return paginate(newest_first(created_filter(items, p)), p, "/v1/payment_intents")
 
 
 @route("POST", "/v1/payment_intents/{pi_id}")
@@ -621,4 +622,4 @@ def list_refunds(state: State, p: Params) -> Obj:
     items = list_filter(
         state.scan("refund"), charge=p.text("charge"), payment_intent=p.text("payment_intent")
     )
-    return paginate(newest_first(items), p, "/v1/refunds")
+    return paginate(newest_first(created_filter(items, p)), p, "/v1/refunds")

@@ -236,6 +236,29 @@ def newest_first(items: list[Obj]) -> list[Obj]:
     return list(reversed(items))
 
 
+CREATED_BOUNDS: dict[str, Callable[[int, int], bool]] = {
+    "gt": lambda t, b: t > b,
+    "gte": lambda t, b: t >= b,
+    "lt": lambda t, b: t < b,
+    "lte": lambda t, b: t <= b,
+}
+
+
+def created_filter(items: list[Obj], params: Params) -> list[Obj]:
+    """Stripe's `created` list filter: an exact timestamp or `created[gt|gte|lt|lte]`."""
+    created = params.raw("created")
+    if isinstance(created, dict):
+        bounds = params.sub("created")
+        for op, keep in CREATED_BOUNDS.items():
+            bound = bounds.integer(op)
+            if bound is not None:
+                items = [o for o in items if keep(int(o["created"]), bound)]
+    elif created is not None:
+        moment = params.integer("created")
+        items = [o for o in items if o["created"] == moment]
+    return items
+
+
 def list_filter(items: list[Obj], **equal: Any) -> list[Obj]:
     """Keep objects whose fields equal every non-None value given."""
     wanted = {k: v for k, v in equal.items() if v is not None}

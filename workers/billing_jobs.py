@@ -80,6 +80,17 @@ async def announce_lapsed_grace(ctx: dict[str, Any]) -> int:
     return await billing.announce_lapsed_grace()
 
 
+@retry_on_outage
+async def reconcile_mirror(ctx: dict[str, Any]) -> int:
+    """Repair the finance mirror from Stripe's objects; returns how many it fixed."""
+    try:
+        report = await billing.reconcile_with_stripe()
+    except UpstreamUnavailable as e:  # Stripe away: the next run goes through everything
+        log.warning("mirror reconcile postponed: %s", e.detail)
+        return 0
+    return report.total_fixed
+
+
 FUNCTIONS: list[Any] = [
     process_stripe_event,
     sweep_stripe_events,
@@ -88,6 +99,7 @@ FUNCTIONS: list[Any] = [
     expire_fast_track,
     announce_lapsed_grace,
     expire_abandoned_reservations,
+    reconcile_mirror,
 ]
 CRON_JOBS: list[Any] = [
     cron(sweep_stripe_events, second={0, 30}, unique=True),
@@ -96,4 +108,7 @@ CRON_JOBS: list[Any] = [
     cron(expire_fast_track, minute={5}, second={0}, unique=True),
     cron(announce_lapsed_grace, second={20}, unique=True),
     cron(expire_abandoned_reservations, minute={35}, second={0}, unique=True),
+    # Hourly; unique, and each object's write is under its own lock and only when Stripe
+    # differs, so an overlapping run repairs nothing twice.
+    cron(reconcile_mirror, minute={50}, second={0}, unique=True, timeout=1800),
 ]

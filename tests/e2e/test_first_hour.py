@@ -34,11 +34,6 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _with_redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
 @pytest.fixture
 async def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The environment of a fresh `make run`: its own database, Redis db, ports, DATA_DIR."""
@@ -66,8 +61,10 @@ async def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         finally:
             await admin.close()
         env["DATABASE_URL"] = _with_database(server, created)
-    if os.environ.get("REDIS_URL"):
-        env["REDIS_URL"] = _with_redis_db(os.environ["REDIS_URL"], 8)
+    # Its own embedded Redis (in DATA_DIR, as on a bare machine): a Redis db shared with
+    # another run of this test (a second checkout, a second engineer) would mix two stacks'
+    # queues.
+    env.pop("REDIS_URL", None)
     yield env
     if created and server:
         admin = await asyncpg.connect(server)

@@ -240,6 +240,16 @@ async def _tour_of_the_gateway(gw: StripeGateway, raw: httpx.AsyncClient) -> set
     await call(
         "list_events", created_gte=0, created_lt=10**10, starting_after=events["data"][-1]["id"]
     )
+    # The reconcile job's paging, and its fetch of one object found different.
+    for object_type in ("invoice", "credit_note", "payment_intent", "refund"):
+        page = await call("list_page", object_type, created_gte=0)
+        assert page["data"], object_type
+        await call("list_page", object_type, starting_after=page["data"][0]["id"])
+        fetched = await call("retrieve", object_type, page["data"][0]["id"])
+        assert fetched["id"] == page["data"][0]["id"]
+    lines = await call("invoice_lines", invoice["id"], None)
+    assert lines["data"]
+    await call("invoice_lines", invoice["id"], lines["data"][0]["id"])
     return called
 
 
