@@ -14,7 +14,9 @@ from litestar.config.app import AppConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
 
 from api import openapi
@@ -24,10 +26,10 @@ from api.errors import EXCEPTION_HANDLERS
 from api.middleware import AuthMiddleware, IdempotencyMiddleware, OptionsAnswer, RequestContext
 from api.routes import audit as audit_routes
 from api.routes import billing as billing_routes
+from api.routes import finance_page, system
 from api.routes import incidents as incident_routes
 from api.routes import payments as payment_routes
 from api.routes import reports as report_routes
-from api.routes import system
 from api.routes import webhooks as webhook_routes
 from api.strict import StrictInputMiddleware
 from billing import service as billing
@@ -47,6 +49,7 @@ ROUTES: Sequence[ControllerRouterHandler] = (
     *payment_routes.ROUTES,
     *report_routes.ROUTES,
     *webhook_routes.ROUTES,
+    *finance_page.ROUTES,
 )
 
 
@@ -97,6 +100,18 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _templates() -> TemplateConfig[JinjaTemplateEngine]:
+    """The finance page's Jinja templates (autoescaped), with its filters for people."""
+
+    def filters(engine: JinjaTemplateEngine) -> None:
+        for name, function in finance_page.FILTERS.items():
+            engine.engine.filters[name] = function
+
+    return TemplateConfig(
+        directory=finance_page.TEMPLATES, engine=JinjaTemplateEngine, engine_callback=filters
+    )
+
+
 def create_app(
     settings: Settings | None = None, extra_routes: Sequence[ControllerRouterHandler] = ()
 ) -> Litestar:
@@ -143,6 +158,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         dependencies=DEPENDENCIES,
         openapi_config=_openapi(),
+        template_config=_templates(),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
         logging_config=None,
@@ -160,6 +176,7 @@ def create_app(
         InputBoundary(
             OptionsAnswer(app.asgi_handler, methods),
             raw_body_paths=billing_routes.RAW_BODY_PATHS,
+            form_body_paths=finance_page.FORM_PATHS,
         )
     )
     return app

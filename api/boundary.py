@@ -9,6 +9,8 @@ handed on as one message, so no later layer reads the socket again.
 
 Routes that must see the body exactly as sent (Stripe's signed webhook) keep the size limit
 only: their signature is the authority on the body, and what they store is bytes, not text.
+The finance page's forms (``form_body_paths``) are HTML forms: their body is
+``application/x-www-form-urlencoded``, held to the same UTF-8 and NUL rules as a query.
 """
 
 from __future__ import annotations
@@ -82,6 +84,14 @@ def check_query(query: bytes) -> None:
         _text(unquote_to_bytes(value.replace(b"+", b" ")), label or "query", f"query {label!r}")
 
 
+def check_form(body: bytes) -> None:
+    """Every percent-decoded name and value of a urlencoded form is UTF-8 without NUL."""
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        label = _text(unquote_to_bytes(name.replace(b"+", b" ")), "body", "form")
+        _text(unquote_to_bytes(value.replace(b"+", b" ")), label or "body", f"form field {label!r}")
+
+
 def check_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> None:
     """The body is UTF-8, its strings hold no NUL (``\\u0000``) and it nests at most max_depth."""
     _text(body, "body", "body")
@@ -144,6 +154,14 @@ def _is_json(content_type: bytes) -> bool:
     )
 
 
+def _is_form(content_type: bytes) -> bool:
+    media, _, params = content_type.decode("latin-1").partition(";")
+    charset = re.search(r"charset\s*=\s*\"?([^\";\s]+)", params, re.IGNORECASE)
+    if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+        return False
+    return media.strip().lower() == "application/x-www-form-urlencoded"
+
+
 def _too_large(limit: int) -> Refusal:
     return Refusal(
         413,
@@ -164,11 +182,13 @@ class InputBoundary:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_json_depth: int = MAX_JSON_DEPTH,
         raw_body_paths: Collection[str] = (),
+        form_body_paths: Collection[str] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.raw_body_paths = frozenset(raw_body_paths)
+        self.form_body_paths = frozenset(form_body_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -227,6 +247,17 @@ class InputBoundary:
         if scope["path"] in self.raw_body_paths:
             return
         content_type = _header(scope, b"content-type")
+        if scope["path"] in self.form_body_paths:
+            if content_type is None or not _is_form(content_type):
+                raise Refusal(
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    "this form's body must be 'application/x-www-form-urlencoded' (UTF-8)",
+                    "Content-Type",
+                )
+            check_form(body)
+            return
         if content_type is None or not _is_json(content_type):
             raise Refusal(
                 415,

@@ -4,7 +4,7 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
-from common.tables import ApiKey, AuditLog, IdempotencyRecord
+from common.tables import ApiKey, AuditLog, FinanceSession, IdempotencyRecord
 
 # The one import of a domain package from common: the webhooks tables were created by this
 # app's migrations, and a table stays in the app whose history made it (a move to another
@@ -21,6 +21,7 @@ APP_CONFIG = AppConfig(
         OutboundEvent,
         WebhookEndpoint,
         WebhookDelivery,
+        FinanceSession,
     ],
     migration_dependencies=[],
     commands=[],

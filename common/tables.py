@@ -46,3 +46,17 @@ class AuditLog(Table, tablename="audit_log"):
     before = JSONB(null=True, default=None)
     after = JSONB(null=True, default=None)
     request_id = Varchar(length=64, null=True, default=None)
+
+
+class FinanceSession(Table, tablename="finance_session"):
+    """A signed-in finance review page (``/finance``): a cookie exchanged for an API key.
+
+    ``id`` is the SHA-256 of the cookie's secret (a leaked table opens no session); the
+    key it was made from must still be live for the session to count.
+    """
+
+    id = Varchar(length=64, primary_key=True)
+    api_key_id = Varchar(length=40, index=True)
+    csrf_token = Varchar(length=64)
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz(index=True)
