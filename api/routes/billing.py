@@ -354,6 +354,10 @@ class ServiceCreditController(Controller):
         limit: Limit = 20,
         starting_after: FromQuery[str | None] = None,
     ) -> Page[schemas.ServiceCreditOutcome]:
+        """Every service credit decided for a breached incident, newest first: its incident,
+        the kind (`refund` of a fast-track payment, `credit_note` on the latest paid invoice,
+        `none` when the plan pays nothing), the amount, and `status` (`pending`, `issued`,
+        `skipped`, `failed` with the last error). Filter by customer and status."""
         found, more = await billing.list_credits(customer_id, limit, starting_after, status)
         return Page(data=found, has_more=more)
 
@@ -367,6 +371,10 @@ class ServiceCreditController(Controller):
     async def retry(
         self, followups: NamedDependency[FollowUps], credit_id: FromPath[str]
     ) -> schemas.ServiceCreditOutcome:
+        """Ask Stripe again for a credit that failed, once an operator fixed the cause (202:
+        the worker pays it; it first looks in Stripe for an object already made for this
+        credit, so it is never made twice). Only a `failed` credit can be retried (409
+        otherwise)."""
         job = await sla.retry_credit(credit_id)
         await followups.sla([job])
         return await billing.get_credit(credit_id)
@@ -436,6 +444,9 @@ class InvoiceController(Controller):
 
     @get("/{invoice_id:str}", operation_id="getInvoice", summary="One invoice (our id or Stripe's)")
     async def get_invoice(self, invoice_id: FromPath[str]) -> schemas.InvoiceView:
+        """One mirrored invoice by our `inv_…` id or Stripe's `in_…` id, with its lines (each
+        with the `source` that produced it: plan subscription, proration, overage or
+        fast-track) and amounts in minor units."""
         return await billing.get_invoice(invoice_id)
 
 
@@ -451,6 +462,8 @@ class CreditNoteController(Controller):
         limit: Limit = 20,
         starting_after: FromQuery[str | None] = None,
     ) -> Page[schemas.CreditNoteView]:
+        """Credit notes mirrored from Stripe, newest first, each linked to its invoice and,
+        when it is a service credit, to the breached incident (`incident_id`)."""
         found, more = await billing.list_credit_notes(customer_id, limit, starting_after)
         return Page(data=found, has_more=more)
 
