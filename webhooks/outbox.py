@@ -61,7 +61,12 @@ Announcement = tuple[str, Mapping[str, Any] | msgspec.Struct, str | None]  # typ
 
 
 async def emit_many(events: Sequence[Announcement]) -> list[str]:
-    """Record many outbound events in one statement (a batch of breaches announces each)."""
+    """Record many outbound events in one statement (a batch of breaches announces each).
+
+    Each gets its own ``created_at``, a microsecond after the one before: the dispatcher
+    delivers by (``created_at``, ``id``), and ids made in one millisecond sort at random,
+    so a breach and its escalation would otherwise go out in either order.
+    """
     for event_type, _, _ in events:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown outbound event type {event_type!r}")
@@ -70,7 +75,8 @@ async def emit_many(events: Sequence[Announcement]) -> list[str]:
     ids = [new_id("evt") for _ in events]
     await OutboundEvent.raw(
         "INSERT INTO outbound_event (id, type, created_at, customer_id, data)"
-        " SELECT e.id, e.type, {}, e.customer_id, e.data::jsonb"
+        " SELECT e.id, e.type, {}::timestamptz + e.n * interval '1 microsecond',"
+        " e.customer_id, e.data::jsonb"
         " FROM unnest({}::text[], {}::text[], {}::text[], {}::text[])"
         " WITH ORDINALITY AS e(id, type, customer_id, data, n) ORDER BY e.n",
         utcnow(),
