@@ -10,9 +10,10 @@ from typing import Any
 
 from billing import mirror, schemas
 from billing.exceptions import InvoiceNotFound
-from billing.tables import CreditNote, Invoice
+from billing.tables import CreditNote, Invoice, Payment
 from common.db import connection
 from common.money import Money, to_decimal
+from common.pagination import keyset_page
 
 
 def _invoice(r: dict[str, Any]) -> schemas.InvoiceView:
@@ -44,6 +45,28 @@ def _invoice(r: dict[str, Any]) -> schemas.InvoiceView:
 _INVOICE_COLUMNS = [c for c in Invoice._meta.columns if c._meta.name != "stripe_object"]
 
 
+def mirror_filters(
+    query: Any,
+    table: type[Invoice] | type[Payment],
+    *,
+    customer_id: str | None,
+    status: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> Any:
+    """The finance lists' filters on a mirror table: one customer, one Stripe status, and
+    Stripe's ``created`` in ``[created_from, created_to)`` (as the CSV export filters)."""
+    if customer_id:
+        query = query.where(table.customer_id == customer_id)
+    if status:
+        query = query.where(table.status == status)
+    if created_from:
+        query = query.where(table.created >= created_from)
+    if created_to:
+        query = query.where(table.created < created_to)
+    return query
+
+
 async def list_invoices(
     *,
     customer_id: str | None,
@@ -53,23 +76,16 @@ async def list_invoices(
     limit: int,
     starting_after: str | None,
 ) -> tuple[list[schemas.InvoiceView], bool]:
-    query = (
-        Invoice.select(*_INVOICE_COLUMNS)
-        .order_by(Invoice.id, ascending=False)
-        .output(load_json=True)
+    query = mirror_filters(
+        Invoice.select(*_INVOICE_COLUMNS).output(load_json=True),
+        Invoice,
+        customer_id=customer_id,
+        status=status,
+        created_from=created_from,
+        created_to=created_to,
     )
-    if customer_id:
-        query = query.where(Invoice.customer_id == customer_id)
-    if status:
-        query = query.where(Invoice.status == status)
-    if created_from:
-        query = query.where(Invoice.created >= created_from)
-    if created_to:
-        query = query.where(Invoice.created < created_to)
-    if starting_after:
-        query = query.where(Invoice.id < starting_after)
-    rows = await query.limit(limit + 1)
-    return [_invoice(r) for r in rows[:limit]], len(rows) > limit
+    rows, more = await keyset_page(query, Invoice.id, limit=limit, starting_after=starting_after)
+    return [_invoice(r) for r in rows], more
 
 
 async def get_invoice(invoice_id: str) -> schemas.InvoiceView:
@@ -217,12 +233,10 @@ def rows_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[b
 async def list_credit_notes(
     customer_id: str | None, limit: int, starting_after: str | None
 ) -> tuple[list[schemas.CreditNoteView], bool]:
-    query = CreditNote.objects().order_by(CreditNote.id, ascending=False).limit(limit + 1)
+    query = CreditNote.objects()
     if customer_id:
         query = query.where(CreditNote.customer_id == customer_id)
-    if starting_after:
-        query = query.where(CreditNote.id < starting_after)
-    rows = await query
+    rows, more = await keyset_page(query, CreditNote.id, limit=limit, starting_after=starting_after)
     return [
         schemas.CreditNoteView(
             id=r.id,
@@ -238,5 +252,5 @@ async def list_credit_notes(
             incident_id=r.incident_id,
             service_credit_id=r.service_credit_id,
         )
-        for r in rows[:limit]
-    ], len(rows) > limit
+        for r in rows
+    ], more

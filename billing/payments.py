@@ -7,8 +7,10 @@ from typing import Any
 
 from billing import schemas
 from billing.exceptions import PaymentNotFound
+from billing.finance import mirror_filters
 from billing.tables import Payment, Refund
 from common.money import Money
+from common.pagination import keyset_page
 
 _COLUMNS = [c for c in Payment._meta.columns if c._meta.name != "stripe_object"]
 
@@ -73,21 +75,17 @@ async def list_payments(
     starting_after: str | None,
 ) -> tuple[list[schemas.PaymentView], bool]:
     """One-off payments, newest first, with their refunds."""
-    query = Payment.select(*_COLUMNS).order_by(Payment.id, ascending=False)
-    if customer_id:
-        query = query.where(Payment.customer_id == customer_id)
-    if status:
-        query = query.where(Payment.status == status)
-    if created_from:
-        query = query.where(Payment.created >= created_from)
-    if created_to:
-        query = query.where(Payment.created < created_to)
-    if starting_after:
-        query = query.where(Payment.id < starting_after)
-    fetched = await query.limit(limit + 1)
-    rows = fetched[:limit]
+    query = mirror_filters(
+        Payment.select(*_COLUMNS),
+        Payment,
+        customer_id=customer_id,
+        status=status,
+        created_from=created_from,
+        created_to=created_to,
+    )
+    rows, more = await keyset_page(query, Payment.id, limit=limit, starting_after=starting_after)
     refunds = await _refunds_of([r["stripe_payment_intent_id"] for r in rows])
-    return [_payment(r, refunds[r["stripe_payment_intent_id"]]) for r in rows], len(fetched) > limit
+    return [_payment(r, refunds[r["stripe_payment_intent_id"]]) for r in rows], more
 
 
 async def get_payment(payment_id: str) -> schemas.PaymentView:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -111,37 +111,37 @@ async def peek(incident_id: str) -> Peek | None:
     )
 
 
-async def overdue(now: datetime, limit: int) -> list[IncidentState]:
-    """Up to ``limit`` active incidents past their deadline that nobody else holds, locked."""
+_DueColumn = Literal["due_at", "next_warning_at", "next_escalation_at"]
+
+
+async def _locked_due(
+    column: _DueColumn, by: datetime, limit: int, *, active: bool
+) -> list[IncidentState]:
+    """Up to ``limit`` incidents whose ``column`` fell due by ``by`` (only the active ones if
+    ``active``), earliest first, locked; rows another worker holds are skipped."""
+    only_active = "sla_status = 'active' AND " if active else ""
     return await _fetch(
         IncidentState,
-        "SELECT * FROM incident WHERE sla_status = 'active' AND due_at <= {}"
-        " ORDER BY due_at LIMIT {} FOR UPDATE SKIP LOCKED",
-        now,
+        f"SELECT * FROM incident WHERE {only_active}{column} <= {{}}"  # noqa: S608 - a Literal
+        f" ORDER BY {column} LIMIT {{}} FOR UPDATE SKIP LOCKED",
+        by,
         limit,
     )
+
+
+async def overdue(now: datetime, limit: int) -> list[IncidentState]:
+    """Up to ``limit`` active incidents past their deadline that nobody else holds, locked."""
+    return await _locked_due("due_at", now, limit, active=True)
 
 
 async def escalations_due(before: datetime, limit: int) -> list[IncidentState]:
     """Up to ``limit`` incidents whose next escalation fell due by ``before``, locked."""
-    return await _fetch(
-        IncidentState,
-        "SELECT * FROM incident WHERE next_escalation_at <= {}"
-        " ORDER BY next_escalation_at LIMIT {} FOR UPDATE SKIP LOCKED",
-        before,
-        limit,
-    )
+    return await _locked_due("next_escalation_at", before, limit, active=False)
 
 
 async def warnings_due(now: datetime, limit: int) -> list[IncidentState]:
     """Up to ``limit`` active incidents with a warning due by ``now`` nobody else holds, locked."""
-    return await _fetch(
-        IncidentState,
-        "SELECT * FROM incident WHERE sla_status = 'active' AND next_warning_at <= {}"
-        " ORDER BY next_warning_at LIMIT {} FOR UPDATE SKIP LOCKED",
-        now,
-        limit,
-    )
+    return await _locked_due("next_warning_at", now, limit, active=True)
 
 
 async def pending_credits(breached_by: datetime, limit: int) -> list[Instant]:

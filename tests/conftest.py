@@ -21,8 +21,35 @@ from workers.process import ServiceWorker
 _KEEP = {"migration"}
 
 
+def _create_database_if_missing(url: str) -> None:
+    """The configured server answers but the named database may not exist yet (a new name
+    for a parallel run): create it, so a test run needs nothing done by hand."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+
+    async def create() -> None:
+        try:
+            await (await asyncpg.connect(url)).close()
+        except asyncpg.InvalidCatalogNameError:
+            admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another run created it meanwhile
+            finally:
+                await admin.close()
+
+    asyncio.run(create())
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
+    if os.environ.get("DATABASE_URL"):
+        _create_database_if_missing(os.environ["DATABASE_URL"])
     running = ensure_services(
         os.environ.get("DATABASE_URL") or None,
         os.environ.get("REDIS_URL") or None,
