@@ -9,7 +9,7 @@ from typing import Final
 import msgspec
 
 from billing import catalog, credit_policy, entitlements, schemas
-from billing.exceptions import ServiceCreditNotFound, StripeRejected
+from billing.exceptions import ServiceCreditNotFound, StripeIdempotencyConflict, StripeRejected
 from billing.stripe_gateway import StripeDict, gateway
 from billing.tables import (
     FastTrackLedger,
@@ -210,7 +210,10 @@ async def _pay(row: ServiceCredit) -> schemas.ServiceCreditOutcome:
                 metadata=metadata,
             )
             row.stripe_invoice_id = invoice["id"]
-    except UpstreamUnavailable as e:
+    except (UpstreamUnavailable, StripeIdempotencyConflict) as e:
+        # A reused key with other parameters (the invoice's creditable amount moved after
+        # an attempt whose outcome we never heard): its object may exist, so this is no
+        # refusal; the next attempt looks for it first (``_already_made``).
         return await _attempt_failed(row, e.detail, refused=False)
     except StripeRejected as e:
         return await _attempt_failed(row, e.detail, refused=True)

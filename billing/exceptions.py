@@ -62,6 +62,14 @@ class StripeUnavailable(UpstreamUnavailable):
     pass
 
 
+class StripeIdempotencyConflict(Conflict):
+    """Stripe has seen this idempotency key with other parameters and did nothing now.
+
+    Not a refusal of the operation (an object may exist from the key's first use) and not
+    an outage (asking again gets the same answer): whoever asked looks before going on.
+    """
+
+
 class InvalidEvent(BadRequest):
     """An inbound webhook whose signature or payload is not acceptable."""
 

@@ -11,7 +11,12 @@ from typing import Any, cast
 
 import stripe
 
-from billing.exceptions import PaymentDeclined, StripeRejected, StripeUnavailable
+from billing.exceptions import (
+    PaymentDeclined,
+    StripeIdempotencyConflict,
+    StripeRejected,
+    StripeUnavailable,
+)
 from common.config import EMULATOR_API_KEY
 
 log = logging.getLogger("billing.stripe")
@@ -81,6 +86,10 @@ class StripeGateway:
                 raise PaymentDeclined(
                     f"the card was declined: {e.user_message or e.code or 'declined'}",
                     decline_code=getattr(e, "code", None),
+                ) from e
+            except stripe.IdempotencyError as e:
+                raise StripeIdempotencyConflict(
+                    f"Stripe refused a reused idempotency key: {e.user_message or e}"
                 ) from e
             except stripe.InvalidRequestError as e:
                 raise StripeRejected(f"Stripe refused the request: {e.user_message}") from e

@@ -475,6 +475,18 @@ async def _live_with_item(customer_id: str) -> tuple[Customer, Subscription]:
     return cust, row
 
 
+def _operation_key(row: Subscription) -> str:
+    """The Stripe idempotency key of one change or cancel request: its own, every time.
+
+    The SDK's retries of the request reuse it. A key derived from the request's content
+    (target plan, proration second) is shared by two different requests that happen to look
+    alike, and Stripe answers the second with the first one's response without doing it:
+    premium → business → premium, or cancel → change (uncancels) → cancel, would be
+    reported done while Stripe kept the old state and billed by it.
+    """
+    return f"{row.id}-{new_id('op')}"
+
+
 async def preview_change(
     customer_id: str, data: schemas.SubscriptionChange, proration_date: datetime | None = None
 ) -> schemas.ProrationPreview:
@@ -536,7 +548,7 @@ async def change(
     when = int((proration_date or utcnow()).timestamp())
     assert row.stripe_subscription_id and row.stripe_item_id
     remote = await gateway().change_price(
-        key=f"{row.id}-{plan.id}-{data.interval}-{when}",
+        key=_operation_key(row),
         stripe_subscription_id=row.stripe_subscription_id,
         item_id=row.stripe_item_id,
         price_id=price_id,
@@ -554,10 +566,11 @@ async def cancel(customer_id: str, at_period_end: bool) -> schemas.Subscription:
     _, row = await _live_with_item(customer_id)
     assert row.stripe_subscription_id
     gw = gateway()
+    key = _operation_key(row)
     remote = (
-        await gw.cancel_at_period_end(row.stripe_subscription_id, row.id)
+        await gw.cancel_at_period_end(row.stripe_subscription_id, key)
         if at_period_end
-        else await gw.cancel_now(row.stripe_subscription_id, row.id)
+        else await gw.cancel_now(row.stripe_subscription_id, key)
     )
     async with engine().transaction():
         updated = await apply_remote(remote, event_key=None)

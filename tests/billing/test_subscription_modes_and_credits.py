@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from billing import credits, usage
 from billing.tables import FastTrackLedger, ServiceCredit
@@ -269,3 +270,63 @@ async def test_overage_is_billed_once_as_an_invoice_item(
     mine = sorted(i["metadata"]["incident_id"] for i in items["data"])
     assert mine == ["inc_o5", "inc_o6"]
     assert {i["amount"] for i in items["data"]} == {4900}
+
+
+async def test_requests_that_look_alike_each_reach_stripe(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+) -> None:
+    """basic → business → premium → business at one proration instant (the preview's, as the
+    API invites), then cancel → change (which un-cancels) → cancel: each answer is what Stripe
+    then holds, and each change was invoiced. A key derived from the request's content made the
+    second business and the second cancel replays of the first: answered done, never done."""
+    await _save_card(stripe_emu, customer, "pm_card_visa")
+    sub = await _subscribe(client, admin_headers, customer["id"], "basic")
+    url = f"/v1/customers/{customer['id']}/subscription"
+    preview = await client.post(f"{url}/preview", headers=admin_headers, json={"plan": "business"})
+    at = preview.json()["proration_date"]
+
+    async def in_stripe() -> dict[str, Any]:
+        return dict(await stripe_emu.get(f"/v1/subscriptions/{sub['stripe_subscription_id']}"))
+
+    for plan in ("business", "premium", "business"):
+        r = await client.patch(
+            url, headers=admin_headers, json={"plan": plan, "proration_date": at}
+        )
+        assert (r.status_code, r.json()["plan"]) == (200, plan), r.text
+        remote = await in_stripe()
+        assert remote["items"]["data"][0]["price"]["lookup_key"].startswith(f"{plan}_")
+    invoices = await stripe_emu.get(
+        "/v1/invoices", subscription=sub["stripe_subscription_id"], limit=100
+    )
+    assert len(invoices["data"]) == 1 + 3  # the first period, then one proration per change
+
+    for step in ("cancel", "change", "cancel"):
+        if step == "cancel":
+            r = await client.delete(url, headers=admin_headers)
+        else:
+            r = await client.patch(url, headers=admin_headers, json={"plan": "premium"})
+        assert r.status_code == 200, r.text
+        assert r.json()["cancel_at_period_end"] is (step == "cancel")
+        assert (await in_stripe())["cancel_at_period_end"] is (step == "cancel")
+
+
+async def test_a_key_reused_with_other_parameters_is_a_conflict_not_an_outage(
+    customer: dict[str, Any], stripe_emu: Stripe
+) -> None:
+    """Stripe's idempotency_error is final for that key: 409, never a 503 to retry forever."""
+    from billing.exceptions import StripeIdempotencyConflict
+    from billing.stripe_gateway import gateway
+
+    made = await gateway().create_customer(
+        customer_id=f"{customer['id']}-x", external_id="x", name="A", email="a@b.test"
+    )
+    assert made["id"].startswith("cus_")
+    with pytest.raises(StripeIdempotencyConflict, match="idempotency key"):
+        await gateway().create_customer(
+            customer_id=f"{customer['id']}-x", external_id="x", name="B", email="a@b.test"
+        )
+    found = await stripe_emu.get("/v1/customers", email="a@b.test", limit=100)
+    assert [c["id"] for c in found["data"]] == [made["id"]]
