@@ -475,6 +475,17 @@ async def _live_with_item(customer_id: str) -> tuple[Customer, Subscription]:
     return cust, row
 
 
+async def _change_target(
+    customer_id: str, data: schemas.SubscriptionChange, proration_date: datetime | None
+) -> tuple[Customer, Subscription, schemas.Plan, str, int]:
+    """What a change (or its preview) starts from and goes to, and its proration second."""
+    cust, row = await _live_with_item(customer_id)
+    plan, price_id = await _sellable(data.plan, data.interval)
+    if plan.id == row.plan_id and data.interval == row.interval:
+        raise InvalidRequest("the subscription is already on that plan and interval", field="plan")
+    return cust, row, plan, price_id, int((proration_date or utcnow()).timestamp())
+
+
 def _operation_key(row: Subscription) -> str:
     """The Stripe idempotency key of one change or cancel request: its own, every time.
 
@@ -490,11 +501,7 @@ def _operation_key(row: Subscription) -> str:
 async def preview_change(
     customer_id: str, data: schemas.SubscriptionChange, proration_date: datetime | None = None
 ) -> schemas.ProrationPreview:
-    cust, row = await _live_with_item(customer_id)
-    plan, price_id = await _sellable(data.plan, data.interval)
-    if plan.id == row.plan_id and data.interval == row.interval:
-        raise InvalidRequest("the subscription is already on that plan and interval", field="plan")
-    when = int((proration_date or utcnow()).timestamp())
+    cust, row, plan, price_id, when = await _change_target(customer_id, data, proration_date)
     assert row.stripe_subscription_id and row.stripe_item_id and cust.stripe_customer_id
     preview = await gateway().preview_change(
         stripe_customer_id=cust.stripe_customer_id,
@@ -541,11 +548,7 @@ async def preview_change(
 async def change(
     customer_id: str, data: schemas.SubscriptionChange, proration_date: datetime | None = None
 ) -> schemas.Subscription:
-    _, row = await _live_with_item(customer_id)
-    plan, price_id = await _sellable(data.plan, data.interval)
-    if plan.id == row.plan_id and data.interval == row.interval:
-        raise InvalidRequest("the subscription is already on that plan and interval", field="plan")
-    when = int((proration_date or utcnow()).timestamp())
+    _, row, plan, price_id, when = await _change_target(customer_id, data, proration_date)
     assert row.stripe_subscription_id and row.stripe_item_id
     remote = await gateway().change_price(
         key=_operation_key(row),

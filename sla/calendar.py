@@ -725,15 +725,7 @@ class _Engine:
                 b = min(b, hi)
                 if a < b:
                     pieces.append((a, b))
-        pieces.sort()
-        merged: list[tuple[int, int]] = []
-        for a, b in pieces:
-            if merged and a <= merged[-1][1]:
-                if b > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], b)
-            else:
-                merged.append((a, b))
-        result = tuple((a * _US, b * _US) for a, b in merged)
+        result = tuple((a * _US, b * _US) for a, b in _merged(pieces))
         if len(self.utc_days) >= _CACHE_LIMIT:
             self.utc_days.clear()
         self.utc_days[k] = result
@@ -981,9 +973,13 @@ def _prepare_pauses(pauses: Iterable[Pause]) -> list[tuple[int, int]]:
             raise ValueError(f"pause ends before it starts: {pause!r}")
         if a < b:
             raw.append((a, b))
-    raw.sort()
+    return _merged(raw)
+
+
+def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open intervals sorted and merged where they overlap or touch."""
     merged: list[tuple[int, int]] = []
-    for a, b in raw:
+    for a, b in sorted(intervals):
         if merged and a <= merged[-1][1]:
             if b > merged[-1][1]:
                 merged[-1] = (merged[-1][0], b)
