@@ -39,6 +39,17 @@ class Result:
         )
 
 
+async def _skip_chunks(reader: asyncio.StreamReader) -> None:
+    """Read a chunked body to its end (size lines, chunks, the last chunk and trailers)."""
+    while True:
+        size = int((await reader.readline()).split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b""):
+                pass  # trailers
+            return
+        await reader.readexactly(size + 2)  # the chunk and its CRLF
+
+
 async def _connection(
     host: str,
     port: int,
@@ -68,13 +79,20 @@ async def _connection(
             writer.write(request + (payload or b""))
             status_line = await reader.readline()
             length = 0
+            chunked = False
             while True:
                 line = await reader.readline()
                 if line in (b"\r\n", b""):
                     break
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+                elif name.strip().lower() == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+            if chunked:
+                await _skip_chunks(reader)
+            else:
+                await reader.readexactly(length)
             latencies.append((time.perf_counter() - started) * 1000)
             if not status_line.startswith(b"HTTP/1.1 2"):
                 errors.append(1)

@@ -19,11 +19,18 @@ def _session_line_items(state: State, raw: Obj) -> Any:
     return list_object(public(raw["_line_items"]), f"/v1/checkout/sessions/{raw['id']}/line_items")
 
 
+def _customer_sources(state: State, raw: Obj) -> Any:
+    # Legacy sources (tokens, Sources API) are not modelled: cards here are PaymentMethods,
+    # which Stripe does not list among a customer's sources.
+    return list_object([], f"/v1/customers/{raw['id']}/sources")
+
+
 # Properties an object only has when expanded (`includable` in Stripe's spec). Which
 # paths may be expanded at all is checked against the reference before a request runs.
 _INCLUDABLE: dict[tuple[str, str], Callable[[State, Obj], Any]] = {
     ("invoice", "payments"): _invoice_payments,
     ("checkout.session", "line_items"): _session_line_items,
+    ("customer", "sources"): _customer_sources,
 }
 
 

@@ -200,12 +200,20 @@ def _expandable(schema: Schema, parts: list[str]) -> bool:
     return _expandable(target or field, rest)
 
 
+def _an_object(option: Schema) -> bool:
+    """A resource, or a union of resources (a customer's `default_source`: CustomerSource)."""
+    if "x-unchecked" in option or option.get("$ref") in _resource_names():
+        return True
+    union: list[Schema] = definition(option["$ref"]).get("anyOf", []) if "$ref" in option else []
+    return bool(union) and all(_an_object(o) for o in union)
+
+
 def expansion_target(field: Schema, *, optional: bool) -> Schema | None:
     """What an expandable (`string | Object`) or includable (optional list) field becomes."""
     options: list[Schema] = field.get("anyOf", [])
     if any(o.get("type") == "string" for o in options):
         for option in options:
-            if "x-unchecked" in option or option.get("$ref") in _resource_names():
+            if _an_object(option):
                 return option
         return None
     if optional and field.get("properties", {}).get("object", {}).get("const") == "list":

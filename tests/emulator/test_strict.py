@@ -155,6 +155,32 @@ async def test_expands_the_pinned_version_removed_are_refused(
     assert bare.status_code == 400
 
 
+async def test_what_stripe_expands_on_a_customer_expands_here(
+    raw: httpx.AsyncClient, client: stripe.StripeClient
+) -> None:
+    """dj-stripe re-fetches every customer with `default_source` (a union of source types)
+    and `sources` (includable) expanded; Stripe answers, so the emulator must too."""
+    customer = await customer_with_card(client)
+    both = await raw.get(
+        f"/v1/customers/{customer.id}", params={"expand[]": ["default_source", "sources"]}
+    )
+    assert both.status_code == 200, both.text
+    body = both.json()
+    assert body["default_source"] is None  # its card is a PaymentMethod, not a source
+    assert body["sources"] == {
+        "object": "list",
+        "data": [],
+        "has_more": False,
+        "url": f"/v1/customers/{customer.id}/sources",
+    }
+    plain = await raw.get(f"/v1/customers/{customer.id}")
+    assert "sources" not in plain.json()
+    # A plain string field still does not expand.
+    email = await raw.get(f"/v1/customers/{customer.id}", params={"expand[]": "email"})
+    assert email.status_code == 400
+    assert email.json()["error"]["message"] == "This property cannot be expanded (email)."
+
+
 async def test_values_are_checked_against_the_declared_types(raw: httpx.AsyncClient) -> None:
     cases = [
         ({"amount": "ten", "currency": "usd"}, "amount", "parameter_invalid_integer"),

@@ -11,7 +11,9 @@ SECRET_KEY = "bench-only-not-a-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "djstripe"]
-MIDDLEWARE: list[str] = []
+# What every `startproject` has and a webhook endpoint uses: CommonMiddleware (it also sets
+# Content-Length, as our API does, so neither side answers chunked).
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "urls"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
