@@ -330,3 +330,48 @@ async def test_a_key_reused_with_other_parameters_is_a_conflict_not_an_outage(
         )
     found = await stripe_emu.get("/v1/customers", email="a@b.test", limit=100)
     assert [c["id"] for c in found["data"]] == [made["id"]]
+
+
+async def test_a_change_retried_after_a_5xx_or_raced_charges_each_proration_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    customer: dict[str, Any],
+    stripe_emu: Stripe,
+) -> None:
+    """A change whose answer was lost after Stripe made it, retried; then the same change sent
+    twice at once. Each request has its own Stripe key, so the retry reaches Stripe again:
+    the subscription is already on that price there, and nothing more is charged."""
+    from tests.billing.test_retries_and_races import _OUTLASTS_THE_SDK
+
+    await _save_card(stripe_emu, customer, "pm_card_visa")
+    sub = await _subscribe(client, admin_headers, customer["id"], "basic")
+    url = f"/v1/customers/{customer['id']}/subscription"
+    await stripe_emu.fault(
+        method="POST",
+        path=f"/v1/subscriptions/{sub['stripe_subscription_id']}",
+        status=500,
+        when="after",
+        count=_OUTLASTS_THE_SDK,
+    )
+    lost = await client.patch(url, headers=admin_headers, json={"plan": "business"})
+    assert lost.status_code == 503, lost.text
+    retried = await client.patch(url, headers=admin_headers, json={"plan": "business"})
+    assert (retried.status_code, retried.json()["plan"]) == (200, "business"), retried.text
+    raced = await asyncio.gather(
+        *(client.patch(url, headers=admin_headers, json={"plan": "premium"}) for _ in range(2))
+    )
+    assert all(r.status_code in (200, 422) for r in raced), [r.text for r in raced]
+    assert any(r.status_code == 200 and r.json()["plan"] == "premium" for r in raced)
+
+    remote = await stripe_emu.get(f"/v1/subscriptions/{sub['stripe_subscription_id']}")
+    assert remote["items"]["data"][0]["price"]["lookup_key"].startswith("premium_")
+    invoices = await stripe_emu.get(
+        "/v1/invoices", subscription=sub["stripe_subscription_id"], limit=100
+    )
+    charged = [i for i in invoices["data"] if i["total"] != 0]
+    # The first period, one proration to business, one to premium: never one twice.
+    assert len(charged) == 3, [(i["billing_reason"], i["total"]) for i in invoices["data"]]
+    intents = await stripe_emu.get(
+        "/v1/payment_intents", customer=customer["stripe_customer_id"], limit=100
+    )
+    assert len([p for p in intents["data"] if p["status"] == "succeeded"]) == len(charged)
