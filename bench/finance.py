@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -67,7 +68,9 @@ async def _finance_key() -> str:
         await db.close_pool()
 
 
-def main() -> int:
+@contextlib.contextmanager
+def finance_server() -> Iterator[tuple[int, subprocess.Popen[bytes], str]]:
+    """The finance data loaded, a finance key, and an API process on it: (port, process, key)."""
     os.environ["DATABASE_URL"] = _database()
     started = time.monotonic()
     loaded = asyncio.run(data.load(CUSTOMERS, INCIDENTS, INVOICES))
@@ -86,15 +89,20 @@ def main() -> int:
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=60)
+        yield port, proc, key
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+
+
+def main() -> int:
+    with finance_server() as (port, proc, key):
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=300) as c:
             c.get("/v1/invoices", params={"limit": 1}).raise_for_status()
             _export(c, proc.pid)
             _reports(c)
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
     return 0
 
 

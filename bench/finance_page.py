@@ -10,19 +10,12 @@ worth-it reports over its window.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import statistics
-import subprocess
-import sys
 import time
 
 import httpx
 
-from bench import data
-from bench.finance import CUSTOMERS, INCIDENTS, INVOICES, _database, _finance_key
-from common.embedded import free_port, wait_for_port
+from bench.finance import finance_server
 
 
 def _sign_in(c: httpx.Client, key: str) -> None:
@@ -45,49 +38,29 @@ def _time(c: httpx.Client, name: str, path: str, params: dict[str, str]) -> http
 
 
 def main() -> int:
-    os.environ["DATABASE_URL"] = _database()
-    started = time.monotonic()
-    loaded = asyncio.run(data.load(CUSTOMERS, INCIDENTS, INVOICES))
-    print(f"loaded {loaded.counts} in {time.monotonic() - started:.0f} s")
-    key = asyncio.run(_finance_key())
-    port = free_port()
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.server", "--port", str(port)],
-        env={
-            **os.environ,
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "STRIPE_API_KEY": "sk_test_bench",
-            "STRIPE_API_BASE": "http://127.0.0.1:9",
-        },
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout=60)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c:
-            _sign_in(c, key)
-            first = _time(c, "/finance (25 invoices, credits)", "/finance", {})
-            after = first.text.split('id="next-page" rel="next"', 1)[0].rsplit("after=", 1)[1]
-            _time(c, "/finance next page", "/finance", {"after": after.split('"', 1)[0]})
-            _time(
-                c, "/finance status=paid limit=100", "/finance", {"status": "paid", "limit": "100"}
-            )
-            customer = first.text.split("/finance?customer=", 1)[1].split('"', 1)[0]
-            _time(c, "/finance one customer", "/finance", {"customer": customer})
-            month = time.strftime("%Y-%m-01", time.gmtime(time.time() - 40 * 86400))
-            days = {"from": month, "to": month[:8] + "28"}
-            _time(c, "/finance one month (from/to)", "/finance", days)
-            _time(c, "/finance/reports (12 months)", "/finance/reports", {})
-            _time(c, "/finance/reports one month", "/finance/reports", days)
-            t0 = time.monotonic()
-            with c.stream("GET", "/finance/invoices.csv") as r:
-                r.raise_for_status()
-                rows = sum(chunk.count(b"\n") for chunk in r.iter_bytes()) - 1
-            elapsed = time.monotonic() - t0
-            print(f"/finance/invoices.csv (every invoice)  {rows:,} rows in {elapsed:.2f} s")
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
+    with (
+        finance_server() as (port, _, key),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as c,
+    ):
+        _sign_in(c, key)
+        first = _time(c, "/finance (25 invoices, credits)", "/finance", {})
+        after = first.text.split('id="next-page" rel="next"', 1)[0].rsplit("after=", 1)[1]
+        _time(c, "/finance next page", "/finance", {"after": after.split('"', 1)[0]})
+        _time(c, "/finance status=paid limit=100", "/finance", {"status": "paid", "limit": "100"})
+        customer = first.text.split("/finance?customer=", 1)[1].split('"', 1)[0]
+        _time(c, "/finance one customer", "/finance", {"customer": customer})
+        month = time.strftime("%Y-%m-01", time.gmtime(time.time() - 40 * 86400))
+        days = {"from": month, "to": month[:8] + "28"}
+        _time(c, "/finance one month (from/to)", "/finance", days)
+        _time(c, "/finance/reports (12 months)", "/finance/reports", {})
+        _time(c, "/finance/reports one month", "/finance/reports", days)
+        t0 = time.monotonic()
+        with c.stream("GET", "/finance/invoices.csv") as r:
+            r.raise_for_status()
+            rows = sum(chunk.count(b"\n") for chunk in r.iter_bytes()) - 1
+        elapsed = time.monotonic() - t0
+        print(f"/finance/invoices.csv (every invoice)  {rows:,} rows in {elapsed:.2f} s")
+
     return 0
 
 
